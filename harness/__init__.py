@@ -1,0 +1,3 @@
+"""Container supportability matrix runner."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""The `harness` command: validate a matrix, run it (through pytest), re-render a report, check the machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.config.load import MatrixError, load_matrix
+from harness.setup.doctor import problems as environment_problems
+
+
+def _validate(matrix: str) -> int:
+    try:
+        m = load_matrix(matrix)
+    except MatrixError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    cells = len(m.hosts) * len(m.images) * len(m.scenarios)
+    print(f"{matrix}: ok ({len(m.hosts)} hosts x {len(m.images)} images x {len(m.scenarios)} scenarios = {cells} cells)")
+    return 0
+
+
+def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    try:
+        matrix = load_matrix(args.matrix)
+    except MatrixError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    missing = environment_problems(arches={h.arch for h in matrix.hosts}, uri=args.hypervisor)
+    if missing:
+        print("harness: this machine cannot run the matrix yet:", file=sys.stderr)
+        for line in missing:
+            print(f"  - {line}", file=sys.stderr)
+        return 3
+    import pytest
+
+    reports = Path(args.reports)
+    argv = [
+        str(matrix.path),
+        f"--reports={reports}",
+        f"--hypervisor={args.hypervisor}",
+        f"--junitxml={reports / 'junit.xml'}",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(matrix.path.parent),
+        "-o",
+        "testpaths=",
+        "-rfE",
+        *pytest_args,
+    ]
+    return int(pytest.main(argv))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report.render import render_report
+    from harness.results import store
+
+    results = store.load(Path(args.results))
+    out = render_report(results, Path(args.results).parent)
+    print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_validate = sub.add_parser("validate", help="check a matrix file against the schema")
+    p_validate.add_argument("matrix", nargs="?", default="matrix.yaml")
+
+    p_run = sub.add_parser("run", help="run a matrix; extra arguments go to pytest (-k, -x, -n ...)")
+    p_run.add_argument("matrix", nargs="?", default="matrix.yaml")
+    p_run.add_argument("--reports", default="reports")
+    p_run.add_argument("--hypervisor", default="qemu:///system")
+
+    p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
+    p_report.add_argument("results", nargs="?", default="reports/results.json")
+
+    sub.add_parser("doctor", help="say what this machine lacks to run hosts")
+
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "validate":
+        return _validate(args.matrix)
+    if args.command == "run":
+        return _run(args, rest)
+    if args.command == "report":
+        return _report(args)
+    missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
+    for line in missing:
+        print(line)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

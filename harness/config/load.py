@@ -1,0 +1,208 @@
+"""Read matrix.yaml, validate it with JSON Schema, and report mistakes as `file:line: path: message`."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from harness.config.model import (
+    DEFAULT_MIRROR,
+    HostSpec,
+    ImageSpec,
+    Machine,
+    Matrix,
+    ScenarioSpec,
+)
+
+
+class MatrixError(Exception):
+    """A mistake in the user's matrix; str() is one line per problem, ready to print."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def schema() -> dict:
+    return json.loads(resources.files("harness.config").joinpath("schema.json").read_text())
+
+
+def _format_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _node_at(root: yaml.Node, path: Iterable[Any]) -> tuple[yaml.Node, yaml.Node | None]:
+    """The YAML node at a JSON path, and the key node that names it (for mapping members)."""
+    node, key_node = root, None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    node, key_node = v, k
+                    break
+            else:
+                return node, key_node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node, key_node = node.value[part], None
+        else:
+            return node, key_node
+    return node, key_node
+
+
+class _Located:
+    """Turns a JSON path into `file:line` using the composed YAML node tree."""
+
+    def __init__(self, display: str, root: yaml.Node):
+        self.display, self.root = display, root
+
+    def line(self, path: list[Any]) -> int:
+        node, key = _node_at(self.root, path)
+        return (key or node).start_mark.line + 1
+
+    def problem(self, path: list[Any], message: str) -> str:
+        where = _format_path(path)
+        return f"{self.display}:{self.line(path)}: {where + ': ' if where else ''}{message}"
+
+
+def _schema_problem(loc: _Located, error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return loc.problem(path, f"{error.instance!r} is not one of {allowed}")
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        return loc.problem(path + extra[:1], f"unknown key (allowed: {', '.join(known)})")
+    if error.validator == "required":
+        missing = [r for r in error.validator_value if r not in error.instance]
+        return loc.problem(path, f"missing required key {missing[0]!r}")
+    if error.validator == "const" and path == ["version"]:
+        return loc.problem(path, f"unsupported matrix version {error.instance!r} (this harness reads version 1)")
+    return loc.problem(path, error.message)
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load_matrix(path: str | os.PathLike) -> Matrix:
+    """Load and validate a matrix file; raise MatrixError naming file, line and key on any mistake."""
+    path = Path(path).resolve()
+    display = _display_name(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MatrixError([f"{display}: cannot read matrix: {exc.strerror}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise MatrixError([f"{display}:{line}: YAML syntax error: {exc.problem or exc.context}"]) from None
+    if root is None:
+        raise MatrixError([f"{display}:1: the matrix is empty"])
+    loc = _Located(display, root)
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (loc.line(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        raise MatrixError([_schema_problem(loc, e) for e in errors])
+    return _build(path, data, loc)
+
+
+def _duplicates(items: list[dict], kind: str, loc: _Located) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for i, item in enumerate(items):
+        if item["name"] in seen:
+            problems.append(loc.problem([f"{kind}s", i, "name"], f"duplicate {kind} name {item['name']!r}"))
+        seen.add(item["name"])
+    return problems
+
+
+def _load_scenario(directory: Path, name: str, index: int, loc: _Located) -> ScenarioSpec | str:
+    scenario_dir = directory / name
+    script = scenario_dir / "run"
+    where = ["scenarios", index]
+    if not scenario_dir.is_dir():
+        return loc.problem(where, f"scenario {name!r} not found: no directory {_display_name(scenario_dir)}")
+    if not script.is_file() or not os.access(script, os.X_OK):
+        return loc.problem(where, f"scenario {name!r} has no executable {_display_name(script)}")
+    meta_file = scenario_dir / "scenario.yaml"
+    meta: dict = {}
+    if meta_file.exists():
+        try:
+            meta = yaml.safe_load(meta_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            return loc.problem(where, f"scenario {name!r}: {_display_name(meta_file)} is not valid YAML: {exc}")
+    return ScenarioSpec(
+        name=name,
+        path=scenario_dir,
+        script=script,
+        purpose=str(meta.get("purpose", "")),
+        timeout=float(meta["timeout"]) if "timeout" in meta else None,
+    )
+
+
+def _build(path: Path, data: dict, loc: _Located) -> Matrix:
+    base = path.parent
+    problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
+    defaults = Machine().merged(data.get("defaults", {}))
+    hosts = tuple(
+        HostSpec(
+            name=h["name"],
+            release=h["release"],
+            arch=h["arch"],
+            engine=h["engine"],
+            runtime=h.get("runtime", "crun"),
+            cpu=h.get("cpu"),
+            kernel_cmdline=h.get("kernel_cmdline", ""),
+            extra_packages=tuple(h.get("extra_packages", ())),
+            machine=defaults.merged(h.get("machine", {})),
+        )
+        for h in data["hosts"]
+    )
+    images = tuple(
+        ImageSpec(
+            name=i["name"],
+            release=i["release"],
+            packages=tuple(i.get("packages", ())),
+            cmd=tuple(i.get("cmd", ("/bin/bash",))),
+        )
+        for i in data["images"]
+    )
+    scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()
+    scenarios = []
+    for index, name in enumerate(data["scenarios"]):
+        loaded = _load_scenario(scenarios_dir, name, index, loc)
+        if isinstance(loaded, str):
+            problems.append(loaded)
+        else:
+            scenarios.append(loaded)
+    vms_dir = (base / data.get("vms", "vms")).resolve()
+    if not (vms_dir / "domain.xml").is_file():
+        problems.append(loc.problem(["vms"] if "vms" in data else [], f"no domain template {_display_name(vms_dir / 'domain.xml')}"))
+    if problems:
+        raise MatrixError(problems)
+    return Matrix(
+        path=path,
+        mirror=data.get("mirror", DEFAULT_MIRROR),
+        vms_dir=vms_dir,
+        scenarios_dir=scenarios_dir,
+        hosts=hosts,
+        images=images,
+        scenarios=tuple(scenarios),
+        defaults=defaults,
+    )

@@ -1,0 +1,88 @@
+"""The matrix as typed, validated dataclasses: what the rest of the harness works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+# Debian architecture -> (QEMU/libvirt arch, OCI platform architecture)
+ARCHES: dict[str, tuple[str, str]] = {
+    "amd64": ("x86_64", "amd64"),
+    "arm64": ("aarch64", "arm64"),
+    "ppc64el": ("ppc64le", "ppc64le"),
+    "s390x": ("s390x", "s390x"),
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Virtual hardware and time limits of a host."""
+
+    memory_mib: int = 1536
+    vcpus: int = 2
+    boot_timeout: float = 300.0
+    cell_timeout: float = 300.0
+
+    def merged(self, override: dict) -> "Machine":
+        return Machine(**{**self.__dict__, **override})
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    release: str
+    arch: str
+    engine: str
+    runtime: str
+    cpu: str | None
+    kernel_cmdline: str
+    extra_packages: tuple[str, ...]
+    machine: Machine
+
+    @property
+    def qemu_arch(self) -> str:
+        return ARCHES[self.arch][0]
+
+    @property
+    def oci_arch(self) -> str:
+        return ARCHES[self.arch][1]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    release: str
+    packages: tuple[str, ...]
+    cmd: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    name: str
+    path: Path  # the scenario's directory
+    script: Path  # the executable run inside the container
+    purpose: str
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    mirror: str
+    vms_dir: Path
+    scenarios_dir: Path
+    hosts: tuple[HostSpec, ...]
+    images: tuple[ImageSpec, ...]
+    scenarios: tuple[ScenarioSpec, ...]
+    defaults: Machine = field(default_factory=Machine)
+
+    def host(self, name: str) -> HostSpec:
+        return next(h for h in self.hosts if h.name == name)
+
+    def image(self, name: str) -> ImageSpec:
+        return next(i for i in self.images if i.name == name)
+
+    def scenario(self, name: str) -> ScenarioSpec:
+        return next(s for s in self.scenarios if s.name == name)

@@ -1,0 +1,68 @@
+"""Whether hosts can use KVM here or must be emulated with TCG, detected rather than configured.
+
+An accessible /dev/kvm is not enough: under some nested hypervisors QEMU aborts setting MSRs with
+host-passthrough, or a KVM guest boots, runs real-mode firmware, and then hangs without printing a
+byte. So KVM is tried first for native guests and judged by the guest kernel's first console output;
+a KVM that fails is remembered for the rest of this machine boot and every host falls back to TCG.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+# How long a KVM guest may stay silent before KVM is judged broken. A working KVM prints within 1 s.
+KVM_FIRST_OUTPUT_SECONDS = 15.0
+
+
+def native_qemu_arch() -> str:
+    return {"x86_64": "x86_64", "aarch64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}.get(
+        platform.machine(), platform.machine()
+    )
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class AccelVerdicts:
+    """The per-boot memory of whether KVM works, kept in the cache directory."""
+
+    cache_dir: Path
+
+    @property
+    def _file(self) -> Path:
+        return self.cache_dir / f"kvm-broken-{_boot_id()}"
+
+    def kvm_broken(self) -> str | None:
+        """Why KVM was found broken on this boot, or None."""
+        try:
+            return self._file.read_text()
+        except OSError:
+            return None
+
+    def mark_kvm_broken(self, reason: str) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._file.write_text(reason)
+
+    def candidates(self, qemu_arch: str) -> list[str]:
+        """Libvirt domain types to try in order for a guest of `qemu_arch`."""
+        usable = (
+            qemu_arch == native_qemu_arch()
+            and os.access("/dev/kvm", os.R_OK | os.W_OK)
+            and self.kvm_broken() is None
+        )
+        return ["kvm", "qemu"] if usable else ["qemu"]
+
+
+def cpu_model_for(accel: str, requested: str | None, tcg_default: str) -> str:
+    """The CPU model a host gets: what the matrix asks for, else the host's own CPU under KVM."""
+    if requested:
+        return requested
+    return "host-passthrough" if accel == "kvm" else tcg_default

@@ -1,0 +1,115 @@
+"""Build a host's boot files (kernel, initrd, root disk) from its release's own packages with mmdebstrap.
+
+The root disk is made with `mkfs.ext4 -d` straight from the built tree: no loop mounts, no chroot
+of our own. Builds are cached under the digest of the host's recipe.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness import __version__
+from harness.cache import BuildCache, digest_of
+from harness.config.model import HostSpec
+from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
+
+# Bump when the way a host disk is laid out changes, so every cached host is rebuilt.
+BUILD_FORMAT = 1
+# Room left on the root disk for the engine's image and container storage.
+FREE_SPACE_MIB = 6144
+# Files the harness places in every guest (source in vms/guest, destination in the guest).
+GUEST_FILES = {"init": "usr/lib/harness/init", "facts": "usr/lib/harness/facts"}
+
+
+@dataclass(frozen=True)
+class HostBuild:
+    """The cached boot files of one host recipe."""
+
+    digest: str
+    directory: Path
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+    @property
+    def root_disk(self) -> Path:
+        return self.directory / "root.img"
+
+
+def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
+    """Everything that determines a host's disk; its digest names the cache entry."""
+    recipes = yaml.safe_load((vms_dir / "recipes.yaml").read_text())
+    packages = sorted(
+        {
+            *recipes["base"],
+            recipes["kernels"][spec.arch],
+            *recipes["engines"][spec.engine],
+            *recipes["runtimes"][spec.runtime],
+            *spec.extra_packages,
+        }
+    )
+    guest = {name: (vms_dir / "guest" / name).read_text() for name in [*GUEST_FILES, "containers.conf"]}
+    return {
+        "format": BUILD_FORMAT,
+        "release": spec.release,
+        "arch": spec.arch,
+        "engine": spec.engine,
+        "runtime": spec.runtime,
+        "packages": packages,
+        "guest_files": {name: digest_of({"text": text}) for name, text in guest.items()},
+    }
+
+
+def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
+    for name, dest in GUEST_FILES.items():
+        target = rootfs / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vms_dir / "guest" / name, target)
+        target.chmod(0o755)
+    conf = (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
+    (rootfs / "etc/containers").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/containers/containers.conf").write_text(conf)
+    (rootfs / "etc/hostname").write_text(f"{spec.name}\n")
+    (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
+
+
+def _only(rootfs: Path, pattern: str) -> Path:
+    found = sorted((rootfs / "boot").glob(pattern))
+    if len(found) != 1:
+        raise BuildError(f"expected one /boot/{pattern} in the host tree, found {[f.name for f in found]}")
+    return found[0]
+
+
+def _tree_size_mib(path: Path) -> int:
+    out = subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) -> tuple[HostBuild, bool]:
+    """The host's boot files, from cache or freshly built; returns (build, whether it was built now)."""
+    recipe = host_recipe(spec, vms_dir)
+    digest = digest_of(recipe)
+
+    def build(tmp: Path, log: Path) -> None:
+        rootfs = tmp / "rootfs"
+        log.write_text(f"# host {spec.name} ({spec.release}/{spec.arch}), harness {__version__}\n")
+        run_logged(mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror), log, f"host {spec.name}")
+        _install_guest_files(spec, vms_dir, rootfs)
+        shutil.copyfile(_only(rootfs, "vmlinuz-*"), tmp / "vmlinuz")
+        shutil.copyfile(_only(rootfs, "initrd.img-*"), tmp / "initrd.img")
+        size = _tree_size_mib(rootfs) + FREE_SPACE_MIB
+        run_logged(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(tmp / "root.img"), f"{size}M"], log, f"host {spec.name}")
+        shutil.rmtree(rootfs)
+
+    directory, built = cache.get_or_build(digest, recipe, build)
+    return HostBuild(digest, directory), built

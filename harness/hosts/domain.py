@@ -1,0 +1,109 @@
+"""Libvirt domain XML for a host, built with ElementTree from the template in vms/domain.xml.
+
+Ownership (run id, host name) is recorded in the domain's metadata so that cleanup can find every
+domain a run started, even after the harness was killed.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.hosts.platform import Platform
+
+METADATA_NS = "urn:container-matrix-harness:1"
+DOMAIN_PREFIX = "harness-"
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    fmt: str  # "raw" or "qcow2"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    run_id: str
+    host: str
+    accel: str  # "kvm" or "qemu" (TCG)
+    platform: Platform
+    cpu_model: str  # "host-passthrough", "max" or a named model
+    memory_mib: int
+    vcpus: int
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    disks: tuple[Disk, ...]
+    console_log: Path
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, attrib)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _cpu(root: ET.Element, model: str) -> None:
+    if model == "host-passthrough":
+        _sub(root, "cpu", mode="host-passthrough")
+    elif model == "max":
+        _sub(root, "cpu", mode="maximum", check="none")
+    else:
+        cpu = _sub(root, "cpu", mode="custom", match="exact", check="none")
+        _sub(cpu, "model", model, fallback="forbid")
+
+
+def build_domain_xml(template: Path, spec: DomainSpec) -> str:
+    root = ET.parse(template).getroot()
+    root.set("type", spec.accel)
+    root.find("name").text = spec.name
+    owner = ET.SubElement(root.find("metadata"), f"{{{METADATA_NS}}}owner")
+    owner.set("run", spec.run_id)
+    owner.set("host", spec.host)
+    root.find("memory").text = str(spec.memory_mib)
+    root.find("vcpu").text = str(spec.vcpus)
+
+    os_el = root.find("os")
+    type_el = os_el.find("type")
+    type_el.set("arch", spec.platform.qemu_arch)
+    type_el.set("machine", spec.platform.machine)
+    _sub(os_el, "kernel", str(spec.kernel))
+    _sub(os_el, "initrd", str(spec.initrd))
+    _sub(os_el, "cmdline", spec.cmdline)
+    features = root.find("features")
+    for feature in spec.platform.features:
+        _sub(features, feature)
+    # libvirt wants <cpu> right after <features>.
+    _cpu(root, spec.cpu_model)
+    cpu = root.find("cpu")
+    root.remove(cpu)
+    root.insert(list(root).index(features) + 1, cpu)
+
+    devices = root.find("devices")
+    for index, disk in enumerate(spec.disks):
+        d = _sub(devices, "disk", type="file", device="disk")
+        # Overlays are thrown away after the run, so the guest's flushes need not reach the disk.
+        _sub(d, "driver", name="qemu", type=disk.fmt, cache="unsafe")
+        _sub(d, "source", file=str(disk.path))
+        _sub(d, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+        if disk.readonly:
+            _sub(d, "readonly")
+    if spec.platform.console == "ttysclp0":
+        console = _sub(devices, "console", type="file")
+        _sub(console, "source", path=str(spec.console_log))
+        _sub(console, "target", type="sclp")
+    else:
+        serial = _sub(devices, "serial", type="file")
+        _sub(serial, "source", path=str(spec.console_log))
+    ET.register_namespace("harness", METADATA_NS)
+    return ET.tostring(root, encoding="unicode")
+
+
+def owner_of(xml: str) -> tuple[str, str] | None:
+    """(run id, host) of a domain this harness started, or None for anybody else's domain."""
+    owner = ET.fromstring(xml).find(f"metadata/{{{METADATA_NS}}}owner")
+    return None if owner is None else (owner.get("run", ""), owner.get("host", ""))

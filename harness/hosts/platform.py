@@ -1,0 +1,25 @@
+"""What differs per guest architecture: QEMU machine, console, kernel package, default CPU model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Platform:
+    qemu_arch: str
+    machine: str
+    console: str  # the kernel's name for the serial console
+    kernel_package: str
+    tcg_cpu: str  # explicit CPU model under emulation ("max" = everything TCG implements)
+    features: tuple[str, ...] = ()
+
+
+PLATFORMS: dict[str, Platform] = {
+    # qemu64, libvirt's TCG default, lacks x86-64-v2; "max" gives every feature TCG emulates.
+    "amd64": Platform("x86_64", "q35", "ttyS0", "linux-image-cloud-amd64", "max", ("acpi",)),
+    # cortex-a57 boots 2.5x faster under TCG than "max" (no pointer authentication to emulate).
+    "arm64": Platform("aarch64", "virt", "ttyAMA0", "linux-image-cloud-arm64", "cortex-a57", ("acpi",)),
+    "ppc64el": Platform("ppc64le", "pseries", "hvc0", "linux-image-powerpc64le", "POWER9"),
+    "s390x": Platform("s390x", "s390-ccw-virtio", "ttysclp0", "linux-image-s390x", "qemu"),
+}

@@ -1,0 +1,30 @@
+"""The payload a host receives at boot: the image archives for its architecture and the scenarios."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from harness.config.model import ScenarioSpec
+from harness.images.build import ImageBuild
+
+
+def payload_paths(root: str, image: str) -> tuple[str, str]:
+    """(archive path, scenarios directory) as seen inside a host whose payload is at `root`."""
+    return f"{root}/images/{image}.oci.tar", f"{root}/scenarios"
+
+
+def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> Path:
+    """Lay out images/ and scenarios/ in `directory` (hard links where possible: archives are large)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "images").mkdir(parents=True)
+    for image in images:
+        dest = directory / "images" / f"{image.name}.oci.tar"
+        try:
+            os.link(image.archive, dest)
+        except OSError:
+            shutil.copyfile(image.archive, dest)
+    for scenario in scenarios:
+        shutil.copytree(scenario.path, directory / "scenarios" / scenario.name, symlinks=False)
+    return directory

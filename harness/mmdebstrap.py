@@ -1,0 +1,39 @@
+"""Running mmdebstrap and other build steps with their output kept in a build log."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+# Documentation is dead weight in hosts and images alike.
+DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
+
+
+class BuildError(Exception):
+    """A host or image could not be built; the message names it and points at the build log."""
+
+
+def run_logged(argv: list[str], log: Path, what: str) -> None:
+    """Run a build step, appending its output to `log`; raise BuildError naming `what` on failure."""
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(argv)}\n")
+        fh.flush()
+        result = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(tail)}")
+
+
+def mmdebstrap_argv(release: str, arch: str, packages: list[str], target: Path, mirror: str) -> list[str]:
+    return [
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=minbase",
+        f"--architectures={arch}",
+        '--aptopt=APT::Install-Recommends "false"',
+        *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
+        *([f"--include={','.join(packages)}"] if packages else []),
+        release,
+        str(target),
+        mirror,
+    ]

@@ -1,0 +1,208 @@
+"""The pytest plugin: a matrix file collects into one test item per host x image x scenario cell.
+
+So -k, -x, --lf, markers, JUnit XML and pytest-xdist all work on cells. Workers run cells and
+attach each CellResult to its report; only the controller (the plain process without xdist)
+records them, rewriting results.json after every cell, and renders the HTML at the end, as
+pytest-html does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness.cache import default_root
+from harness.config.load import MatrixError, load_matrix
+from harness.config.model import Matrix
+from harness.report.render import render_report
+from harness.results import store
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, RunResults
+from harness.session import CellError, MatrixSession
+
+CELL_PROPERTY = "harness_cell"
+HOST_PROPERTY = "harness_host"
+DELIVERY_PROPERTY = "harness_delivery"
+SESSION_KEY = pytest.StashKey[MatrixSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "container supportability matrix")
+    group.addoption("--reports", default="reports", help="directory for results.json, matrix.html and evidence (default: reports)")
+    group.addoption("--hypervisor", default=os.environ.get("HARNESS_HYPERVISOR", "qemu:///system"), help="libvirt URI that runs the host VMs")
+    group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
+    group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.run_id is None:
+        config.option.run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    if _is_controller(config):
+        config.pluginmanager.register(ResultsRecorder(config), "harness-results")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in (".yaml", ".yml") and file_path.name.startswith("matrix"):
+        return MatrixFile.from_parent(parent, path=file_path)
+    return None
+
+
+class MatrixFile(pytest.File):
+    def collect(self):
+        matrix = load_matrix(self.path)
+        self.config.stash[_matrix_key(self.path)] = matrix
+        for host in matrix.hosts:
+            for image in matrix.images:
+                for scenario in matrix.scenarios:
+                    item = CellItem.from_parent(self, name=f"{host.name}/{image.name}/{scenario.name}")
+                    item.cell = (host.name, image.name, scenario.name)
+                    item.extra_keyword_matches.update({host.name, image.name, scenario.name, host.arch, host.release, host.engine})
+                    yield item
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, MatrixError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+_MATRIX_KEYS: dict[str, pytest.StashKey[Matrix]] = {}
+
+
+def _matrix_key(path: Path) -> pytest.StashKey[Matrix]:
+    return _MATRIX_KEYS.setdefault(str(path), pytest.StashKey[Matrix]())
+
+
+class CellFailed(Exception):
+    def __init__(self, result: CellResult):
+        super().__init__(result.message)
+        self.result = result
+
+
+class CellItem(pytest.Item):
+    cell: tuple[str, str, str]
+
+    @property
+    def matrix(self) -> Matrix:
+        return self.config.stash[_matrix_key(self.path)]
+
+    def runtest(self) -> None:
+        session = _session(self.config, self.matrix)
+        host, image, scenario = self.cell
+        try:
+            result = session.run_cell(host, image, scenario)
+        except CellError as exc:
+            result = exc.result
+        self.user_properties.append((CELL_PROPERTY, json.dumps(asdict(result))))
+        self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(session.host_record(host)))))
+        if (host, image) in session.deliveries:
+            self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(session.deliveries[(host, image)]))))
+        if result.outcome != "pass":
+            raise CellFailed(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CellFailed):
+            r = excinfo.value.result
+            lines = [f"{r.outcome.upper()}: {r.message}"]
+            if r.command:
+                lines.append("command: " + " ".join(r.command))
+            for stream in ("stdout", "stderr"):
+                text = getattr(r, stream).strip()
+                if text:
+                    lines.append(f"--- {stream} (last lines) ---")
+                    lines.extend(text.splitlines()[-20:])
+            return "\n".join(lines)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"cell {self.name}"
+
+
+def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
+    if SESSION_KEY not in config.stash:
+        cache = Path(config.option.cache_dir) if config.option.cache_dir else default_root()
+        session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), cache, config.option.hypervisor)
+        for item in config.stash.get(_SELECTED_KEY, []):
+            session.needed.setdefault(item.cell[0], set()).add(item.cell[1])
+        config.stash[SESSION_KEY] = session
+    return config.stash[SESSION_KEY]
+
+
+_SELECTED_KEY = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[_SELECTED_KEY] = [i for i in items if isinstance(i, CellItem)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if SESSION_KEY in session.config.stash:
+        session.config.stash[SESSION_KEY].close()
+
+
+class ResultsRecorder:
+    """Controller-only plugin: records every cell as its report arrives and renders the report at the end."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.reports = Path(config.option.reports)
+        self.results: RunResults | None = None
+
+    def _save(self) -> None:
+        store.save(self.results, self.reports / "results.json")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        cells = [i for i in items if isinstance(i, CellItem)]
+        if not cells:
+            return
+        matrix = cells[0].matrix
+        self.results = RunResults(
+            run_id=self.config.option.run_id,
+            matrix=str(matrix.path),
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            harness_version=__version__,
+            images=[i.name for i in matrix.images],
+        )
+        for host in matrix.hosts:
+            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime)
+        self._save()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.results is None:
+            return
+        recorded = False
+        for name, value in report.user_properties:
+            if name == CELL_PROPERTY:
+                cell = CellResult(**json.loads(value))
+                self.results.cells[cell.key] = cell
+                recorded = True
+            elif name == HOST_PROPERTY:
+                host = HostRecord(**json.loads(value))
+                self.results.hosts[host.name] = host
+            elif name == DELIVERY_PROPERTY:
+                delivery = DeliveryRecord(**json.loads(value))
+                self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
+        if recorded:
+            self._save()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        if self.results is None:
+            return
+        self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._save()
+        html = render_report(self.results, self.reports)
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_sep("-", f"matrix report: {html}")
