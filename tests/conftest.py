@@ -1,0 +1,30 @@
+"""Shared fixtures: the repository root and a way to write small matrices next to real scenarios."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def matrix_dir(tmp_path: Path) -> Path:
+    """A directory with the project's vms/ and scenarios/ beside where a test writes matrix.yaml."""
+    shutil.copytree(ROOT / "vms", tmp_path / "vms")
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    return tmp_path
+
+
+def write_matrix(directory: Path, text: str, name: str = "matrix.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path

@@ -1,0 +1,80 @@
+"""Domain XML: per-architecture machine and console, explicit CPU model, ownership metadata."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from harness.hosts.accel import AccelVerdicts, cpu_model_for
+from harness.hosts.domain import Disk, DomainSpec, build_domain_xml, owner_of
+from harness.hosts.platform import PLATFORMS
+
+
+def spec(arch: str, accel: str = "qemu", cpu: str | None = None) -> DomainSpec:
+    platform = PLATFORMS[arch]
+    return DomainSpec(
+        name=f"harness-r1-{arch}",
+        run_id="r1",
+        host=f"host-{arch}",
+        accel=accel,
+        platform=platform,
+        cpu_model=cpu_model_for(accel, cpu, platform.tcg_cpu),
+        memory_mib=1024,
+        vcpus=2,
+        kernel=Path("/c/vmlinuz"),
+        initrd=Path("/c/initrd.img"),
+        cmdline="root=/dev/vda",
+        disks=(Disk(Path("/r/root.qcow2"), "qcow2"), Disk(Path("/r/payload.img"), "raw", readonly=True)),
+        console_log=Path("/r/console.log"),
+    )
+
+
+@pytest.mark.parametrize("arch, machine, cpu", [("amd64", "q35", None), ("arm64", "virt", "cortex-a57"), ("ppc64el", "pseries", "POWER9")])
+def test_machine_and_cpu_are_explicit(repo_root, arch, machine, cpu):
+    root = ET.fromstring(build_domain_xml(repo_root / "vms/domain.xml", spec(arch)))
+    assert root.get("type") == "qemu"
+    assert root.find("os/type").get("machine") == machine
+    cpu_el = root.find("cpu")
+    if cpu is None:
+        assert cpu_el.get("mode") == "maximum"  # never libvirt's qemu64 default
+    else:
+        assert cpu_el.find("model").text == cpu
+    disks = root.findall("devices/disk")
+    assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
+    assert disks[1].find("readonly") is not None
+    assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
+
+
+def test_kvm_uses_the_host_cpu(repo_root):
+    root = ET.fromstring(build_domain_xml(repo_root / "vms/domain.xml", spec("amd64", accel="kvm")))
+    assert root.get("type") == "kvm" and root.find("cpu").get("mode") == "host-passthrough"
+
+
+def test_ownership_survives_a_libvirt_round_trip(repo_root):
+    """libvirt's test driver keeps our metadata, so cleanup can find a run's domains."""
+    xml = build_domain_xml(repo_root / "vms/domain.xml", spec("amd64"))
+    assert owner_of(xml) == ("r1", "host-amd64")
+    root = ET.fromstring(xml)
+    root.set("type", "test")
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
+        assert owner_of(dom.XMLDesc()) == ("r1", "host-amd64")
+        dom.undefine()
+    finally:
+        conn.close()
+    assert owner_of("<domain><name>other</name></domain>") is None
+
+
+def test_kvm_verdict_is_remembered(tmp_path, monkeypatch):
+    verdicts = AccelVerdicts(tmp_path)
+    monkeypatch.setattr("harness.hosts.accel.os.access", lambda *_: True)
+    monkeypatch.setattr("harness.hosts.accel.native_qemu_arch", lambda: "x86_64")
+    assert verdicts.candidates("x86_64") == ["kvm", "qemu"]
+    assert verdicts.candidates("aarch64") == ["qemu"]
+    verdicts.mark_kvm_broken("silent for 15s")
+    assert verdicts.candidates("x86_64") == ["qemu"]
+    assert verdicts.kvm_broken() == "silent for 15s"

@@ -1,0 +1,46 @@
+"""results.json: plain dataclasses, versioned, written atomically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.results import store
+from harness.results.model import SCHEMA_VERSION, CellResult, DeliveryRecord, HostRecord, RunResults
+
+
+def sample() -> RunResults:
+    results = RunResults(run_id="r1", matrix="/m/matrix.yaml", started_at="2026-01-01T00:00:00+00:00", harness_version="0", images=["img"])
+    results.hosts["h1"] = HostRecord("h1", "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0"}, boot_seconds=3.5)
+    results.deliveries["h1/img"] = DeliveryRecord("h1", "img", "sha256:abc", True, 1.5, ["podman", "load"])
+    cell = CellResult("h1", "img", "useradd", "pass", 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n")
+    results.cells[cell.key] = cell
+    return results
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "results.json"
+    store.save(sample(), path)
+    loaded = store.load(path)
+    assert loaded == sample()
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_cell_key():
+    assert CellResult("h", "i", "s", "pass", 0).key == "h/i/s"
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    for _ in range(3):
+        store.save(sample(), tmp_path / "results.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_unknown_schema_version_is_refused(tmp_path):
+    path = tmp_path / "results.json"
+    data = sample().to_json()
+    data["schema_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="schema version 99"):
+        store.load(path)
