@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     except MatrixError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    missing = environment_problems(arches={h.arch for h in matrix.hosts}, uri=args.hypervisor)
+    missing = environment_problems(arches={h.arch for h in matrix.hosts if h.kind == "vm"}, uri=args.hypervisor)
     if missing:
         print("harness: this machine cannot run the matrix yet:", file=sys.stderr)
         for line in missing:
@@ -48,6 +48,8 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-o",
         "testpaths=",
         "-rfE",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
         *pytest_args,
     ]
     return int(pytest.main(argv))
@@ -60,6 +62,27 @@ def _report(args: argparse.Namespace) -> int:
     results = store.load(Path(args.results))
     out = render_report(results, Path(args.results).parent)
     print(out)
+    return 0
+
+
+def _engine_serve(args: argparse.Namespace) -> int:
+    """Serve podman's Docker-compatible API until interrupted (hosts with `endpoint:` pointing at it)."""
+    from harness.engines.service import PodmanService
+
+    service = PodmanService(Path(args.socket) if args.socket else None)
+    try:
+        endpoint = service.start()
+    except RuntimeError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 3
+    if service.process is None:
+        print(f"already served at {endpoint}")
+        return 0
+    print(f"serving the podman API at {endpoint} (Ctrl-C stops it)", flush=True)
+    try:
+        service.process.wait()
+    except KeyboardInterrupt:
+        service.stop()
     return 0
 
 
@@ -80,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("doctor", help="say what this machine lacks to run hosts")
 
+    p_engine = sub.add_parser("engine", help="the local engine's API service, for `kind: engine` hosts")
+    p_engine.add_argument("action", choices=["serve"])
+    p_engine.add_argument("--socket", default=None, help="unix socket path (default: /run/container-matrix-harness/podman.sock)")
+
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -89,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, rest)
     if args.command == "report":
         return _report(args)
+    if args.command == "engine":
+        return _engine_serve(args)
     missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
     for line in missing:
         print(line)

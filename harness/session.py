@@ -1,7 +1,7 @@
 """A run's live state in one process: which hosts are up, which images each host has, and the cells.
 
-Each host boots once, on its first cell, and serves every later cell; an image is loaded into a
-host's engine once, on its first cell there. A host that failed to boot is not retried per cell:
+Each host starts once, on its first cell, and serves every later cell; an image is loaded into a
+host's engine once, on its first cell there. A host that failed to start is not retried per cell:
 its failure is the verdict of each of its cells.
 """
 
@@ -12,18 +12,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import libvirt
-
 from harness.cache import BuildCache
 from harness.cell import cell_result, clip, error_result, now
 from harness.config.model import Matrix
-from harness.engines.podman import engine_for
-from harness.hosts.accel import AccelVerdicts
-from harness.hosts.build import build_host
-from harness.hosts.libvirt import LibvirtHost, connect
 from harness.hosts.provider import Host, HostError
+from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
-from harness.images.deliver import assemble_payload, payload_paths
 from harness.mmdebstrap import BuildError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
 
@@ -43,9 +37,9 @@ class MatrixSession:
     reports: Path
     cache_root: Path
     uri: str = "qemu:///system"
-    # (host, image) pairs the selected cells need, so each host's payload holds just those images.
+    # The images the selected cells need on each host, so a host receives just those.
     needed: dict[str, set[str]] = field(default_factory=dict)
-    _conn: libvirt.virConnect | None = None
+    _provisioner: Provisioner | None = None
     _hosts: dict[str, Host] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)
     _images: dict[tuple[str, str], ImageBuild] = field(default_factory=dict)
@@ -55,10 +49,11 @@ class MatrixSession:
     def workdir(self) -> Path:
         return self.cache_root / "runs" / self.run_id
 
-    def _connection(self) -> libvirt.virConnect:
-        if self._conn is None:
-            self._conn = connect(self.uri)
-        return self._conn
+    @property
+    def provisioner(self) -> Provisioner:
+        if self._provisioner is None:
+            self._provisioner = Provisioner(self.matrix, self.run_id, self.cache_root, self.workdir, self.uri)
+        return self._provisioner
 
     def host_record(self, name: str) -> HostRecord:
         if name in self._hosts:
@@ -68,38 +63,24 @@ class MatrixSession:
 
     # -- hosts ------------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
-        """The running host, booting it (and building what it needs) on first use."""
+        """The running host, provisioning and starting it (with the images it needs) on first use."""
         if name in self._broken:
             raise HostError(self._broken[name])
         if name in self._hosts:
             return self._hosts[name]
-        spec = self.matrix.host(name)
         try:
-            build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(self.cache_root, "hosts"))
-            images = [self.image(i, spec.arch) for i in sorted(self.needed.get(name, ()))]
-            payload = assemble_payload(self.workdir / name / "payload", images, list(self.matrix.scenarios))
-            host = LibvirtHost(
-                spec,
-                build,
-                self._connection(),
-                self.matrix.vms_dir / "domain.xml",
-                self.workdir / name,
-                self.run_id,
-                AccelVerdicts(self.cache_root),
-            )
+            host = self.provisioner.provision(self.matrix.host(name))
             self._hosts[name] = host
-            host.start(payload)
-            shutil.rmtree(payload)
+            images = [self.image(i, host.arch) for i in sorted(self.needed.get(name, ()))]
+            host.start(images, list(self.matrix.scenarios))
             host.facts()
         except (HostError, BuildError) as exc:
             self._broken[name] = str(exc)
             if name in self._hosts:
-                broken = self._hosts[name]
-                broken.record.error = str(exc)
-                self._keep_console(broken)
-                broken.stop()
+                self._hosts[name].record.error = str(exc)
+                self._stop(self._hosts[name])
             raise HostError(str(exc)) from None
-        self._keep_console(host)
+        self._keep_evidence(host)
         return host
 
     def image(self, name: str, arch: str) -> ImageBuild:
@@ -108,35 +89,36 @@ class MatrixSession:
             self._images[key], _ = build_image(self.matrix.image(name), arch, self.matrix.mirror, BuildCache(self.cache_root, "images"))
         return self._images[key]
 
-    def _keep_console(self, host: Host) -> None:
-        if isinstance(host, LibvirtHost):
-            dest = self.reports / "hosts" / host.name / "console.log"
-            host.keep_console(dest)
-            host.record.console_log = str(dest.relative_to(self.reports))
+    def _keep_evidence(self, host: Host) -> None:
+        """Copy the host's evidence files into the reports directory, where the report links them."""
+        for name, source in host.evidence().items():
+            dest = self.reports / "hosts" / host.name / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest)
+            if name == "console.log":
+                host.record.console_log = str(dest.relative_to(self.reports))
+
+    def _stop(self, host: Host) -> None:
+        self._keep_evidence(host)
+        host.stop()
 
     # -- images on hosts --------------------------------------------------------------------------
     def deliver(self, host: Host, image_name: str) -> DeliveryRecord:
         """Load the image into the host's engine once; the record is the portability evidence."""
         key = (host.name, image_name)
-        if key in self.deliveries:
-            return self.deliveries[key]
-        spec = self.matrix.host(host.name)
-        image = self.image(image_name, spec.arch)
-        engine = engine_for(spec.engine, spec.runtime)
-        archive, _ = payload_paths(host.payload_root, image_name)
-        load = host.run(engine.load(archive), timeout=spec.machine.cell_timeout * 4)
-        check = host.run(engine.image_exists(image.image_id), timeout=60)
-        record = DeliveryRecord(
-            host=host.name,
-            image=image_name,
-            image_id=image.image_id,
-            ok=load.exit_code == 0 and check.exit_code == 0,
-            duration=round(load.duration, 3),
-            command=load.argv,
-            output=clip(load.stdout + load.stderr, 8192),
-        )
-        self.deliveries[key] = record
-        return record
+        if key not in self.deliveries:
+            image = self.image(image_name, host.arch)
+            load = host.load_image(image, timeout=self.matrix.host(host.name).machine.cell_timeout * 4)
+            self.deliveries[key] = DeliveryRecord(
+                host=host.name,
+                image=image_name,
+                image_id=image.image_id,
+                ok=load.exit_code == 0,
+                duration=round(load.duration, 3),
+                command=load.argv,
+                output=clip(load.stdout + load.stderr, 8192),
+            )
+        return self.deliveries[key]
 
     # -- cells ------------------------------------------------------------------------------------
     def run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
@@ -153,25 +135,18 @@ class MatrixSession:
             raise error(str(exc)) from None
         if not delivery.ok:
             raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
-        spec = self.matrix.host(host_name)
         scenario = self.matrix.scenario(scenario_name)
-        _, scenarios_dir = payload_paths(host.payload_root, image_name)
-        command = engine_for(spec.engine, spec.runtime).run(delivery.image_id, f"{scenarios_dir}/{scenario_name}")
+        timeout = scenario.timeout or self.matrix.host(host_name).machine.cell_timeout
         try:
-            execution = host.run(command, timeout=scenario.timeout or spec.machine.cell_timeout)
+            execution = host.run_scenario(delivery.image_id, scenario, timeout)
         except HostError as exc:
             raise error(str(exc)) from None
         return cell_result(host_name, image_name, scenario_name, execution, started_at)
 
     def close(self) -> None:
-        """Stop every host, keep their console logs, and remove the run's working files."""
+        """Stop every host, keep their evidence, and remove the run's working files."""
         for host in self._hosts.values():
-            self._keep_console(host)
-            host.stop()
+            self._stop(host)
+        if self._provisioner is not None:
+            self._provisioner.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except libvirt.libvirtError:
-                pass
-            self._conn = None

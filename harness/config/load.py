@@ -156,24 +156,37 @@ def _load_scenario(directory: Path, name: str, index: int, loc: _Located) -> Sce
     )
 
 
+def _host(h: dict, defaults: Machine) -> HostSpec:
+    machine = defaults.merged(h.get("machine", {}))
+    if h.get("kind") == "engine":
+        return HostSpec(
+            name=h["name"],
+            machine=machine,
+            kind="engine",
+            arch=h.get("arch", ""),
+            runtime=h.get("runtime", ""),
+            endpoint=h.get("endpoint"),
+            local=h.get("local", False),
+            ulimits=dict(h.get("ulimits", {})),
+        )
+    return HostSpec(
+        name=h["name"],
+        machine=machine,
+        release=h["release"],
+        arch=h["arch"],
+        engine=h["engine"],
+        runtime=h.get("runtime", "crun"),
+        cpu=h.get("cpu"),
+        kernel_cmdline=h.get("kernel_cmdline", ""),
+        extra_packages=tuple(h.get("extra_packages", ())),
+    )
+
+
 def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     base = path.parent
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
     defaults = Machine().merged(data.get("defaults", {}))
-    hosts = tuple(
-        HostSpec(
-            name=h["name"],
-            release=h["release"],
-            arch=h["arch"],
-            engine=h["engine"],
-            runtime=h.get("runtime", "crun"),
-            cpu=h.get("cpu"),
-            kernel_cmdline=h.get("kernel_cmdline", ""),
-            extra_packages=tuple(h.get("extra_packages", ())),
-            machine=defaults.merged(h.get("machine", {})),
-        )
-        for h in data["hosts"]
-    )
+    hosts = tuple(_host(h, defaults) for h in data["hosts"])
     images = tuple(
         ImageSpec(
             name=i["name"],

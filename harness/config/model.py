@@ -31,15 +31,21 @@ class Machine:
 
 @dataclass(frozen=True)
 class HostSpec:
+    """A host of the matrix: a VM built from a release (kind "vm"), or an existing engine ("engine")."""
+
     name: str
-    release: str
-    arch: str
-    engine: str
-    runtime: str
-    cpu: str | None
-    kernel_cmdline: str
-    extra_packages: tuple[str, ...]
     machine: Machine
+    kind: str = "vm"
+    release: str = ""
+    arch: str = ""  # for an engine host, empty until read from the engine
+    engine: str = ""
+    runtime: str = ""
+    cpu: str | None = None
+    kernel_cmdline: str = ""
+    extra_packages: tuple[str, ...] = ()
+    endpoint: str | None = None
+    local: bool = False
+    ulimits: dict[str, int] = field(default_factory=dict)
 
     @property
     def qemu_arch(self) -> str:

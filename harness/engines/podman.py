@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Where a scenario's directory is mounted inside the container.
-SCENARIO_MOUNT = "/harness/scenario"
-
-
 @dataclass(frozen=True)
 class Podman:
     runtime: str
@@ -20,7 +16,7 @@ class Podman:
     def image_exists(self, image_id: str) -> list[str]:
         return ["podman", "image", "exists", image_id]
 
-    def run(self, image_id: str, scenario_dir: str, script: str = "run") -> list[str]:
+    def run(self, image_id: str, mount: tuple[str, str], command: str) -> list[str]:
         """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
         return [
             "podman",
@@ -31,13 +27,8 @@ class Podman:
             "--network",
             "none",
             "--volume",
-            f"{scenario_dir}:{SCENARIO_MOUNT}:ro",
+            f"{mount[0]}:{mount[1]}:ro",
             image_id,
-            f"{SCENARIO_MOUNT}/{script}",
+            command,
         ]
 
-
-def engine_for(engine: str, runtime: str) -> Podman:
-    if engine != "podman":
-        raise ValueError(f"unknown engine {engine!r}")
-    return Podman(runtime)

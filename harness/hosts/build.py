@@ -23,7 +23,7 @@ BUILD_FORMAT = 1
 # Room left on the root disk for the engine's image and container storage.
 FREE_SPACE_MIB = 6144
 # Files the harness places in every guest (source in vms/guest, destination in the guest).
-GUEST_FILES = {"init": "usr/lib/harness/init", "facts": "usr/lib/harness/facts"}
+GUEST_FILES = {"init": "usr/lib/harness/init"}
 
 
 @dataclass(frozen=True)

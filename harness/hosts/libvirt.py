@@ -9,13 +9,16 @@ from pathlib import Path
 
 import libvirt
 
-from harness.config.model import HostSpec
+from harness.config.model import HostSpec, ScenarioSpec
+from harness.engines.podman import Podman
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError
+from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command
+from harness.images.build import ImageBuild
+from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, ConsoleSpeaks, WaitTimeout
 from harness.results.model import ExecRecord, HostRecord
 
@@ -46,8 +49,6 @@ def _make_payload_disk(payload: Path, image: Path) -> None:
 
 
 class LibvirtHost(Host):
-    payload_root = PAYLOAD_ROOT
-
     def __init__(
         self,
         spec: HostSpec,
@@ -73,6 +74,7 @@ class LibvirtHost(Host):
         self.console_log = workdir / "console.log"
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
+        self.engine = Podman(spec.runtime)
 
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
@@ -104,11 +106,13 @@ class LibvirtHost(Host):
         )
         return overlay
 
-    def start(self, payload: Path) -> None:
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
+        payload = assemble_payload(self.workdir / "payload", images, scenarios)
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
+        shutil.rmtree(payload)
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
             disks = (Disk(self._fresh_overlay(), "qcow2"), Disk(payload_disk, "raw", readonly=True))
             spec = self._domain_spec(accel, disks)
@@ -147,17 +151,30 @@ class LibvirtHost(Host):
         return "\nlast console lines:\n" + "\n".join(lines)
 
     # -- use ------------------------------------------------------------------------------------
-    def run(self, argv: list[str], timeout: float) -> ExecRecord:
+    def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
+        load = self.run(self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"), timeout)
+        if load.exit_code == 0:
+            check = self.run(self.engine.image_exists(image.image_id), timeout=60)
+            if check.exit_code != 0:
+                load.exit_code, load.stderr = check.exit_code, load.stderr + f"\nloaded, but no image {image.image_id}"
+        return load
+
+    def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", f"{SCENARIOS_IN_CONTAINER}/{scenario.name}")
+        return self.run(self.engine.run(image_id, mount, scenario_command(scenario)), timeout)
+
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         if self.agent is None:
             raise HostError(f"host {self.name} is not running")
         try:
-            return self.agent.execute(argv, timeout)
+            return self.agent.execute(argv, timeout, stdin)
         except AgentError as exc:
             state = self._state()
             raise HostError(f"host {self.name}: {exc} (domain {state}){self.console_tail()}") from None
 
     def facts(self) -> dict[str, str]:
-        result = self.run(["/usr/lib/harness/facts"], timeout=120)
+        script = (self.template.parent / "guest" / "facts").read_bytes()
+        result = self.run(["sh", "-s"], timeout=120, stdin=script)
         if result.exit_code != 0:
             raise HostError(f"host {self.name}: reading facts failed: {result.stderr.strip()[-500:]}")
         facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -184,7 +201,5 @@ class LibvirtHost(Host):
         for name in ("root.qcow2", "payload.img"):
             (self.workdir / name).unlink(missing_ok=True)
 
-    def keep_console(self, dest: Path) -> None:
-        if self.console_log.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.console_log, dest)
+    def evidence(self) -> dict[str, str]:
+        return {"console.log": str(self.console_log)} if self.console_log.exists() else {}

@@ -1,11 +1,24 @@
-"""The host seam: anything that can run a container engine for the matrix (a libvirt VM today)."""
+"""The host seam: anything that runs a container engine for the matrix.
+
+Two kinds sit behind it: libvirt VMs built from a release (hosts/libvirt.py) and existing engines
+reached over the Docker API (hosts/engine.py). Like tmt's Guest, a Host is started, used and stopped;
+unlike a plain shell guest, its operations are the engine's: load an image, run a scenario.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
+from harness.config.model import ScenarioSpec
+from harness.images.build import ImageBuild
 from harness.results.model import ExecRecord, HostRecord
+
+# Where a scenario's directory appears inside every container: /harness/scenarios/<name>/run.
+SCENARIOS_IN_CONTAINER = "/harness/scenarios"
+
+
+def scenario_command(scenario: ScenarioSpec) -> str:
+    return f"{SCENARIOS_IN_CONTAINER}/{scenario.name}/run"
 
 
 class HostError(Exception):
@@ -13,11 +26,6 @@ class HostError(Exception):
 
 
 class Host(ABC):
-    """A running host. Modelled on tmt's Guest: start, execute, facts, stop."""
-
-    #: Where the payload directory given to start() appears inside the host.
-    payload_root: str
-
     def __init__(self, record: HostRecord):
         self.record = record
 
@@ -25,18 +33,31 @@ class Host(ABC):
     def name(self) -> str:
         return self.record.name
 
-    @abstractmethod
-    def start(self, payload: Path) -> None:
-        """Boot the host with `payload` (images, scenarios) readable at payload_root; raise HostError."""
+    @property
+    def arch(self) -> str:
+        """Debian name of the host's architecture: which build of each image it needs."""
+        return self.record.arch
 
     @abstractmethod
-    def run(self, argv: list[str], timeout: float) -> ExecRecord:
-        """Run argv on the host (not in a container) with a time limit; raise HostError if unreachable."""
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+        """Make the host ready, with `images` and `scenarios` within its reach; raise HostError."""
+
+    @abstractmethod
+    def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
+        """Load the image into the host's engine (the portability half of a cell)."""
+
+    @abstractmethod
+    def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        """Run the scenario in a new container of the image (the compatibility half of a cell)."""
 
     @abstractmethod
     def facts(self) -> dict[str, str]:
-        """What the running host really is: os-release, kernel, arch, engine and runtime versions..."""
+        """What the running host really is, read from it: os-release, kernel, arch, engine, runtime..."""
 
     @abstractmethod
     def stop(self) -> None:
         """Tear the host down and remove everything start() created; safe to call twice."""
+
+    def evidence(self) -> dict[str, str]:
+        """Files worth keeping after the run, by name (a VM's serial console log)."""
+        return {}

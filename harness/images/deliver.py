@@ -1,4 +1,4 @@
-"""The payload a host receives at boot: the image archives for its architecture and the scenarios."""
+"""The payload a VM host receives at boot, on a read-only disk: image archives for its architecture and the scenarios."""
 
 from __future__ import annotations
 
@@ -8,11 +8,6 @@ from pathlib import Path
 
 from harness.config.model import ScenarioSpec
 from harness.images.build import ImageBuild
-
-
-def payload_paths(root: str, image: str) -> tuple[str, str]:
-    """(archive path, scenarios directory) as seen inside a host whose payload is at `root`."""
-    return f"{root}/images/{image}.oci.tar", f"{root}/scenarios"
 
 
 def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> Path:

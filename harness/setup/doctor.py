@@ -14,6 +14,7 @@ BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 
 def problems(arches: set[str], uri: str) -> list[str]:
+    """Problems for building images and running VM hosts of `arches` (no VM hosts: no libvirt needed)."""
     found = []
     if os.geteuid() != 0:
         found.append("building hosts and images with mmdebstrap --mode=root needs root")
@@ -26,6 +27,8 @@ def problems(arches: set[str], uri: str) -> list[str]:
             found.append(f"missing qemu-system-{qemu_arch} for {arch} hosts; {FIX}")
         if qemu_arch != native_qemu_arch() and not (BINFMT / f"qemu-{qemu_arch}").exists():
             found.append(f"no binfmt handler for {arch} ({BINFMT}/qemu-{qemu_arch}), needed to build {arch} trees; {FIX}")
+    if not arches:
+        return found
     try:
         import libvirt
 

@@ -1,0 +1,163 @@
+"""Existing container engines as hosts: any Docker-API endpoint, driven with testcontainers-python.
+
+A local Docker daemon, a podman API service socket or a remote DOCKER_HOST: the image is loaded
+through the API (no registry), each scenario runs in a fresh container with the scenario copied in
+before start (so a remote engine works too), and the facts come from the engine's info and version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException
+from docker.types import Ulimit
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+
+from harness.cell import clip
+from harness.config.model import HostSpec, ScenarioSpec
+from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command
+from harness.images.build import ImageBuild
+from harness.results.model import ExecRecord, HostRecord
+
+# Engine (Go) architecture names -> Debian's.
+DEBIAN_ARCH = {"amd64": "amd64", "x86_64": "amd64", "arm64": "arm64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x"}
+API_ERRORS = (DockerException, RequestsConnectionError, OSError)
+
+
+def _cli(endpoint: str, *args: str) -> list[str]:
+    """The docker-CLI form of an API call, recorded so a cell can be reproduced by hand."""
+    return ["docker", "-H", endpoint, *args]
+
+
+class EngineHost(Host):
+    def __init__(self, spec: HostSpec, endpoint: str):
+        super().__init__(HostRecord(spec.name, "", spec.arch or "", "", spec.runtime or ""))
+        self.record.accel = "engine"
+        self.spec, self.endpoint = spec, endpoint
+        self._client: docker.DockerClient | None = None
+        # Ryuk (the reaper container) would have to be pulled; the harness removes its own containers.
+        testcontainers_config.ryuk_disabled = True
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.DockerClient(base_url=self.endpoint, timeout=600)
+                self._client.ping()
+            except API_ERRORS as exc:
+                self._client = None
+                raise HostError(f"host {self.name}: engine at {self.endpoint} does not answer: {exc}") from None
+        return self._client
+
+    @property
+    def arch(self) -> str:
+        if not self.record.arch:
+            arch = self.client.version().get("Arch", "")
+            self.record.arch = DEBIAN_ARCH.get(arch, arch)
+        return self.record.arch
+
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+        started = time.monotonic()
+        self.client  # noqa: B018 - connecting is the start of an existing engine
+        self.record.boot_seconds = round(time.monotonic() - started, 2)
+
+    def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
+        started = time.monotonic()
+        argv = _cli(self.endpoint, "load", "--input", str(image.archive))
+        try:
+            with open(image.archive, "rb") as fh:
+                loaded = self.client.images.load(fh)
+            self.client.images.get(image.image_id)
+        except API_ERRORS as exc:
+            return ExecRecord(argv, 1, "", clip(str(exc), 4096), time.monotonic() - started)
+        names = ", ".join(t for i in loaded for t in (i.tags or [i.id]))
+        return ExecRecord(argv, 0, f"Loaded image: {names}\n", "", time.monotonic() - started)
+
+    def _container(self, image_id: str, scenario: ScenarioSpec) -> DockerContainer:
+        kwargs: dict = {"network_mode": "none"}
+        if self.spec.runtime:
+            kwargs["runtime"] = self.spec.runtime
+        if self.spec.ulimits:
+            kwargs["ulimits"] = [Ulimit(name=k, soft=v, hard=v) for k, v in sorted(self.spec.ulimits.items())]
+        return (
+            DockerContainer(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
+            .with_command([scenario_command(scenario)])
+            .with_copy_into_container(Path(scenario.path), SCENARIOS_IN_CONTAINER)
+            .with_kwargs(**kwargs)
+        )
+
+    def reproduce(self, image_id: str, scenario: ScenarioSpec) -> list[str]:
+        options = ["--network", "none"]
+        if self.spec.runtime:
+            options += ["--runtime", self.spec.runtime]
+        for name, value in sorted(self.spec.ulimits.items()):
+            options += ["--ulimit", f"{name}={value}:{value}"]
+        return _cli(self.endpoint, "run", "--rm", *options, "-v", f"{scenario.path}:{SCENARIOS_IN_CONTAINER}/{scenario.name}:ro", image_id, scenario_command(scenario))
+
+    def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        argv = self.reproduce(image_id, scenario)
+        container = self._container(image_id, scenario)
+        started = time.monotonic()
+        try:
+            container.start()
+        except API_ERRORS as exc:
+            return ExecRecord(argv, 125, "", clip(str(exc), 4096), time.monotonic() - started)
+        wrapped = container.get_wrapped_container()
+        timed_out = False
+        try:
+            code: int | None = int(wrapped.wait(timeout=timeout)["StatusCode"])
+        except ReadTimeout:
+            timed_out, code = True, None
+            wrapped.kill()
+        except API_ERRORS as exc:
+            raise HostError(f"host {self.name}: engine stopped answering: {exc}") from None
+        try:
+            stdout = wrapped.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+            stderr = wrapped.logs(stdout=False, stderr=True).decode("utf-8", errors="replace")
+        finally:
+            container.stop()
+        return ExecRecord(argv, code, stdout, stderr, time.monotonic() - started, timed_out)
+
+    def facts(self) -> dict[str, str]:
+        try:
+            info, version = self.client.info(), self.client.version()
+        except API_ERRORS as exc:
+            raise HostError(f"host {self.name}: reading engine facts failed: {exc}") from None
+        components = {c.get("Name", ""): c for c in version.get("Components", [])}
+        engine = "podman" if any("Podman" in name for name in components) else "docker"
+        runtime = self.spec.runtime or info.get("DefaultRuntime", "")
+        facts = {
+            "endpoint": self.endpoint,
+            "machine_name": info.get("Name", ""),
+            "os_pretty_name": info.get("OperatingSystem", ""),
+            "kernel": info.get("KernelVersion", ""),
+            "machine": info.get("Architecture", ""),
+            "cpus": str(info.get("NCPU", "")),
+            "memory_kib": str(int(info.get("MemTotal", 0)) // 1024),
+            "cgroup": f"v{info.get('CgroupVersion', '')}",
+            "lsm": ",".join(o.split(",")[0].removeprefix("name=") for o in info.get("SecurityOptions", [])),
+            "engine": engine,
+            "engine_version": version.get("Version", ""),
+            "api_version": version.get("ApiVersion", ""),
+            "runtime": runtime,
+            "storage_driver": info.get("Driver", ""),
+        }
+        self.record.facts = facts
+        self.record.engine, self.record.runtime = engine, runtime
+        self.record.release = info.get("OperatingSystem", "")
+        return facts
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def default_endpoint() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

@@ -1,0 +1,93 @@
+"""Existing engines as hosts, for real: the local podman's API service driven through testcontainers.
+
+This is the fast lane: no VM boots, yet the image is a real Debian image built by the harness,
+loaded through the engine's API, and the scenarios really run in it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from harness.engines.service import PodmanService, answers
+from tests.conftest import write_matrix
+
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
+
+# This machine's podman needs runc and explicit ulimits; both are host settings in the matrix.
+MATRIX = """
+version: 1
+hosts:
+  - name: local-podman
+    kind: engine
+    local: true
+    runtime: runc
+    ulimits: {nofile: 20000, nproc: 20000}
+images:
+  - name: debian-bookworm
+    release: bookworm
+    packages: [passwd]
+scenarios:
+  - useradd
+  - prints-and-fails
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("engine")
+    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "vms", directory / "vms")
+    shutil.copytree(repo / "scenarios", directory / "scenarios")
+    failing = directory / "scenarios" / "prints-and-fails"
+    failing.mkdir()
+    (failing / "run").write_text("#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
+    (failing / "run").chmod(0o755)
+    reports = directory / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports)],
+        capture_output=True,
+        text=True,
+    )
+    print(proc.stdout[-4000:], proc.stderr[-2000:])
+    return proc, reports
+
+
+def test_cells_run_in_the_local_engine(run):
+    proc, reports = run
+    assert "1 failed, 1 passed" in proc.stdout
+    results = json.loads((reports / "results.json").read_text())
+    useradd = results["cells"]["local-podman/debian-bookworm/useradd"]
+    assert useradd["outcome"] == "pass" and "matrixuser:x:" in useradd["stdout"]
+    assert useradd["command"][:3] == ["docker", "-H", "unix:///run/container-matrix-harness/podman.sock"]
+    failing = results["cells"]["local-podman/debian-bookworm/prints-and-fails"]
+    assert failing["outcome"] == "fail" and failing["exit_code"] == 7
+
+
+def test_engine_facts_come_from_the_engine(run):
+    _, reports = run
+    host = json.loads((reports / "results.json").read_text())["hosts"]["local-podman"]
+    assert host["accel"] == "engine"
+    assert host["facts"]["engine"] == "podman"
+    assert host["facts"]["engine_version"] == subprocess.run(["podman", "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True).stdout.strip()
+    assert host["facts"]["endpoint"].startswith("unix://")
+    assert host["arch"] == "amd64"
+
+
+def test_report_marks_engine_hosts_and_escapes(run):
+    _, reports = run
+    html = (reports / "matrix.html").read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "engine host" in html
+
+
+def test_service_started_by_the_harness_is_stopped(run, tmp_path):
+    service = PodmanService(tmp_path / "podman.sock")
+    endpoint = service.start()
+    assert endpoint == f"unix://{tmp_path / 'podman.sock'}" and answers(tmp_path / "podman.sock")
+    service.stop()
+    assert not answers(tmp_path / "podman.sock")

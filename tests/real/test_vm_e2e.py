@@ -1,0 +1,111 @@
+"""End to end, for real: build and boot a libvirt VM host, load a real image with the host's own
+podman, run the useradd scenario and a failing one, and read the rendered report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_matrix
+
+pytestmark = pytest.mark.vm
+RUN_ID = f"e2e-{os.getpid()}"
+
+# Same host recipe as the default matrix's bookworm-amd64, so the build cache serves both.
+MATRIX = """
+version: 1
+defaults:
+  boot_timeout: 600
+  cell_timeout: 300
+hosts:
+  - name: bookworm-amd64
+    release: bookworm
+    arch: amd64
+    engine: podman
+    runtime: crun
+images:
+  - name: debian-bookworm
+    release: bookworm
+    packages: [passwd]
+scenarios:
+  - useradd
+  - exits-3
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("e2e")
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(["cp", "-r", str(repo / "vms"), str(repo / "scenarios"), str(directory)], check=True)
+    failing = directory / "scenarios" / "exits-3"
+    failing.mkdir()
+    (failing / "run").write_text("#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
+    (failing / "run").chmod(0o755)
+    matrix = write_matrix(directory, MATRIX)
+    reports = directory / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), f"--run-id={RUN_ID}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return proc, reports
+
+
+def test_run_exits_with_pytest_status(run):
+    proc, _ = run
+    assert proc.returncode == 1, "one cell fails on purpose, so the run reports failure"
+    assert "1 failed, 1 passed" in proc.stdout
+
+
+def test_results_record_real_host_and_cells(run):
+    _, reports = run
+    results = json.loads((reports / "results.json").read_text())
+    host = results["hosts"]["bookworm-amd64"]
+    assert host["facts"]["os_codename"] == "bookworm"
+    assert host["facts"]["machine"] == "x86_64"
+    assert host["facts"]["kernel"].endswith("-cloud-amd64")
+    assert host["facts"]["engine"] == "podman" and host["facts"]["engine_version"].startswith("4.")
+    assert "crun" in host["facts"]["runtime_version"]
+    assert host["boot_seconds"] > 0 and host["accel"] in ("kvm", "qemu")
+    assert (reports / host["console_log"]).read_text().count("harness-init: ready") == 1
+
+    useradd = results["cells"]["bookworm-amd64/debian-bookworm/useradd"]
+    assert useradd["outcome"] == "pass", useradd
+    assert "matrixuser:x:" in useradd["stdout"]
+    assert useradd["command"][:2] == ["podman", "run"] and "--runtime" in useradd["command"]
+
+    failing = results["cells"]["bookworm-amd64/debian-bookworm/exits-3"]
+    assert failing["outcome"] == "fail" and failing["exit_code"] == 3
+    assert failing["stderr"].strip() == "oops"
+
+    delivery = results["deliveries"]["bookworm-amd64/debian-bookworm"]
+    assert delivery["ok"] and delivery["image_id"].startswith("sha256:")
+
+
+def test_report_shows_the_matrix_and_escapes_output(run):
+    _, reports = run
+    html = (reports / "matrix.html").read_text()
+    assert 'id="host-bookworm-amd64"' in html
+    assert 'data-host="bookworm-amd64" data-image="debian-bookworm" data-outcome="fail"' in html
+    assert "about to fail &lt;b&gt;loudly&lt;/b&gt;" in html
+    assert "matrixuser:x:" in html
+    assert (reports / "junit.xml").exists()
+
+
+def test_no_domain_is_left_running(run):
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        names = [d.name() for d in conn.listAllDomains()]
+    finally:
+        conn.close()
+    assert not [n for n in names if n.startswith(f"harness-{RUN_ID}-")], names
