@@ -91,3 +91,40 @@ def test_service_started_by_the_harness_is_stopped(run, tmp_path):
     assert endpoint == f"unix://{tmp_path / 'podman.sock'}" and answers(tmp_path / "podman.sock")
     service.stop()
     assert not answers(tmp_path / "podman.sock")
+
+
+def test_remote_endpoint_over_tcp(tmp_path):
+    """A DOCKER_HOST-style TCP endpoint: scenarios are copied into the container, not bind-mounted."""
+    import socket
+    import time
+
+    import docker
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    service = subprocess.Popen(["podman", "system", "service", "--time=0", endpoint], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                docker.DockerClient(base_url=endpoint).ping()
+                break
+            except Exception:
+                time.sleep(0.1)
+        repo = __import__("pathlib").Path(__file__).resolve().parents[2]
+        shutil.copytree(repo / "vms", tmp_path / "vms")
+        shutil.copytree(repo / "scenarios", tmp_path / "scenarios")
+        matrix = MATRIX.replace("    local: true\n", f"    endpoint: {endpoint}\n").replace("  - prints-and-fails\n", "")
+        reports = tmp_path / "reports"
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "run", str(write_matrix(tmp_path, matrix)), "--reports", str(reports)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        host = json.loads((reports / "results.json").read_text())["hosts"]["local-podman"]
+        assert host["facts"]["endpoint"] == endpoint
+    finally:
+        service.terminate()
+        service.wait()
