@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from harness.results.model import CellResult, ExecRecord
+from harness.config.model import KnownIssue
+from harness.hosts.provider import NOT_APPLICABLE
+from harness.results.model import Attempt, CellResult, ExecRecord
 
 # Output kept per stream in results: the head and the tail, which is where the evidence is.
 MAX_OUTPUT = 64 * 1024
@@ -27,6 +29,9 @@ def judge(execution: ExecRecord) -> tuple[str, str]:
         return "timeout", "the scenario did not finish within its timeout"
     if execution.exit_code == 0:
         return "pass", ""
+    if execution.exit_code == NOT_APPLICABLE:
+        reason = (execution.stdout.strip().splitlines() or ["the scenario says it does not apply"])[-1]
+        return "not-applicable", reason
     if execution.exit_code in (125, 126, 127):
         # podman's own exit codes: the container could not be created or its command not started.
         return "fail", f"the engine could not start the scenario (exit {execution.exit_code})"
@@ -48,6 +53,34 @@ def cell_result(host: str, image: str, scenario: str, execution: ExecRecord, sta
         stderr=clip(execution.stderr),
         started_at=started_at,
     )
+
+
+def with_retries(first: CellResult, retry, retries: int) -> CellResult:
+    """Run a failing cell again up to `retries` times: a later pass makes it flaky, not a pass."""
+    result, earlier = first, []
+    while result.outcome in ("fail", "timeout") and len(earlier) < retries:
+        earlier.append(Attempt(result.outcome, result.exit_code, result.duration, result.stdout, result.stderr))
+        result = retry()
+    result.attempts = earlier
+    if earlier and result.outcome == "pass":
+        result.outcome = "flaky"
+        result.message = f"failed {len(earlier)} time(s) ({earlier[0].outcome}, exit {earlier[0].exit_code}), then passed"
+    return result
+
+
+def apply_known_issues(result: CellResult, known: tuple[KnownIssue, ...]) -> CellResult:
+    """A listed bug turns its failure into "known-issue", and its pass into a loud "fixed?"."""
+    for issue in known:
+        if issue.pattern.matches(result.host, result.image, result.scenario):
+            result.bug = issue.bug
+            if result.outcome in ("fail", "timeout"):
+                result.message = f"known issue {issue.bug}: {issue.note or result.message}"
+                result.outcome = "known-issue"
+            elif result.outcome in ("pass", "flaky"):
+                result.message = f"listed as known issue {issue.bug}, but it passes now: fixed?"
+                result.outcome = "fixed?"
+            break
+    return result
 
 
 def error_result(host: str, image: str, scenario: str, message: str, started_at: str, duration: float) -> CellResult:

@@ -24,11 +24,11 @@ def run_logged(argv: list[str], log: Path, what: str) -> None:
         raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(tail)}")
 
 
-def mmdebstrap_argv(release: str, arch: str, packages: list[str], target: Path, mirror: str) -> list[str]:
+def mmdebstrap_argv(release: str, arch: str, packages: list[str], target: Path, mirror: str, variant: str = "minbase") -> list[str]:
     return [
         "mmdebstrap",
         "--mode=root",
-        "--variant=minbase",
+        f"--variant={variant}",
         f"--architectures={arch}",
         '--aptopt=APT::Install-Recommends "false"',
         *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),

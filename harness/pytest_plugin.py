@@ -23,7 +23,8 @@ from harness.config.load import MatrixError, load_matrix
 from harness.config.model import Matrix
 from harness.report.render import render_report
 from harness.results import store
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, RunResults
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
+from harness.supportability import classify
 from harness.session import CellError, MatrixSession
 
 CELL_PROPERTY = "harness_cell"
@@ -166,17 +167,30 @@ class ResultsRecorder:
         cells = [i for i in items if isinstance(i, CellItem)]
         if not cells:
             return
-        matrix = cells[0].matrix
+        self.matrix = cells[0].matrix
         self.results = RunResults(
             run_id=self.config.option.run_id,
-            matrix=str(matrix.path),
+            matrix=str(self.matrix.path),
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             harness_version=__version__,
-            images=[i.name for i in matrix.images],
+            images={i.name: ImageRecord(i.name, i.release, list(i.packages)) for i in self.matrix.images},
         )
-        for host in matrix.hosts:
-            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime)
+        for host in self.matrix.hosts:
+            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind)
+        self._classify()
         self._save()
+
+    def _classify(self) -> None:
+        """Recompute every host x image pair's supportability class from what is known so far."""
+        results = self.results
+        by_pair: dict[tuple[str, str], list[CellResult]] = {}
+        for cell in results.cells.values():
+            by_pair.setdefault((cell.host, cell.image), []).append(cell)
+        for host in results.hosts.values():
+            for image in results.images.values():
+                key = f"{host.name}/{image.name}"
+                cells = by_pair.get((host.name, image.name), [])
+                results.pairs[key] = classify(self.matrix.policy, host, image, cells, results.deliveries.get(key))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.results is None:
@@ -184,7 +198,7 @@ class ResultsRecorder:
         recorded = False
         for name, value in report.user_properties:
             if name == CELL_PROPERTY:
-                cell = CellResult(**json.loads(value))
+                cell = CellResult.from_json(json.loads(value))
                 self.results.cells[cell.key] = cell
                 recorded = True
             elif name == HOST_PROPERTY:
@@ -194,6 +208,7 @@ class ResultsRecorder:
                 delivery = DeliveryRecord(**json.loads(value))
                 self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
         if recorded:
+            self._classify()
             self._save()
 
     @pytest.hookimpl(trylast=True)

@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cache import BuildCache
-from harness.cell import cell_result, clip, error_result, now
-from harness.config.model import Matrix
+from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
+from harness.config.model import PROBE_IMAGE, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
+
+
+_PROBE_DIR = Path(__file__).parent / "probe"
+# Run in the probe image on every host before its cells; a plain scenario, delivered like the others.
+PROBE_SCENARIO = ScenarioSpec("harness-probe", _PROBE_DIR, _PROBE_DIR / "run", "a trivial container runs", None, dimension="engine")
 
 
 class CellError(Exception):
@@ -59,7 +64,7 @@ class MatrixSession:
         if name in self._hosts:
             return self._hosts[name].record
         spec = self.matrix.host(name)
-        return HostRecord(name, spec.release, spec.arch, spec.engine, spec.runtime, error=self._broken.get(name, ""))
+        return HostRecord(name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, error=self._broken.get(name, ""))
 
     # -- hosts ------------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -71,9 +76,11 @@ class MatrixSession:
         try:
             host = self.provisioner.provision(self.matrix.host(name))
             self._hosts[name] = host
+            probe = self._build(PROBE_IMAGE, host.arch)
             images = [self.image(i, host.arch) for i in sorted(self.needed.get(name, ()))]
-            host.start(images, list(self.matrix.scenarios))
+            host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
             host.facts()
+            self._health_check(host, probe)
         except (HostError, BuildError) as exc:
             self._broken[name] = str(exc)
             if name in self._hosts:
@@ -84,10 +91,23 @@ class MatrixSession:
         return host
 
     def image(self, name: str, arch: str) -> ImageBuild:
-        key = (name, arch)
+        return self._build(self.matrix.image(name), arch)
+
+    def _build(self, spec, arch: str) -> ImageBuild:
+        key = (spec.name, arch)
         if key not in self._images:
-            self._images[key], _ = build_image(self.matrix.image(name), arch, self.matrix.mirror, BuildCache(self.cache_root, "images"))
+            self._images[key], _ = build_image(spec, arch, self.matrix.mirror, BuildCache(self.cache_root, "images"))
         return self._images[key]
+
+    def _health_check(self, host: Host, probe: ImageBuild) -> None:
+        """A trivial container on the host's engine: if even that fails, the host is broken, not the images."""
+        timeout = self.matrix.host(host.name).machine.cell_timeout
+        load = host.load_image(probe, timeout)
+        run = host.run_scenario(probe.image_id, PROBE_SCENARIO, timeout) if load.exit_code == 0 else load
+        if run.exit_code != 0:
+            host.record.health = f"a trivial container failed (exit {run.exit_code}): {(run.stderr or run.stdout).strip()[-500:]}"
+            raise HostError(f"host {host.name} failed its health check: {host.record.health}")
+        host.record.health = "ok"
 
     def _keep_evidence(self, host: Host) -> None:
         """Copy the host's evidence files into the reports directory, where the report links them."""
@@ -137,11 +157,18 @@ class MatrixSession:
             raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
         scenario = self.matrix.scenario(scenario_name)
         timeout = scenario.timeout or self.matrix.host(host_name).machine.cell_timeout
-        try:
+
+        def attempt() -> CellResult:
             execution = host.run_scenario(delivery.image_id, scenario, timeout)
+            return cell_result(host_name, image_name, scenario_name, execution, now())
+
+        try:
+            result = with_retries(attempt(), attempt, self.matrix.retries)
         except HostError as exc:
             raise error(str(exc)) from None
-        return cell_result(host_name, image_name, scenario_name, execution, started_at)
+        result.started_at = started_at
+        result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)
+        return apply_known_issues(result, self.matrix.known_issues)
 
     def close(self) -> None:
         """Stop every host, keep their evidence, and remove the run's working files."""

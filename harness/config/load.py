@@ -13,10 +13,14 @@ import yaml
 
 from harness.config.model import (
     DEFAULT_MIRROR,
+    CellPattern,
     HostSpec,
     ImageSpec,
+    KnownIssue,
     Machine,
     Matrix,
+    Policy,
+    ScenarioOptions,
     ScenarioSpec,
 )
 
@@ -29,8 +33,8 @@ class MatrixError(Exception):
         self.problems = problems
 
 
-def schema() -> dict:
-    return json.loads(resources.files("harness.config").joinpath("schema.json").read_text())
+def schema(name: str = "schema.json") -> dict:
+    return json.loads(resources.files("harness.config").joinpath(name).read_text())
 
 
 def _format_path(path: Iterable[Any]) -> str:
@@ -135,24 +139,55 @@ def _duplicates(items: list[dict], kind: str, loc: _Located) -> list[str]:
 def _load_scenario(directory: Path, name: str, index: int, loc: _Located) -> ScenarioSpec | str:
     scenario_dir = directory / name
     script = scenario_dir / "run"
+    meta_file = scenario_dir / "scenario.yaml"
     where = ["scenarios", index]
     if not scenario_dir.is_dir():
         return loc.problem(where, f"scenario {name!r} not found: no directory {_display_name(scenario_dir)}")
     if not script.is_file() or not os.access(script, os.X_OK):
         return loc.problem(where, f"scenario {name!r} has no executable {_display_name(script)}")
-    meta_file = scenario_dir / "scenario.yaml"
-    meta: dict = {}
-    if meta_file.exists():
-        try:
-            meta = yaml.safe_load(meta_file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            return loc.problem(where, f"scenario {name!r}: {_display_name(meta_file)} is not valid YAML: {exc}")
+    if not meta_file.is_file():
+        return loc.problem(where, f"scenario {name!r} has no {_display_name(meta_file)} (purpose, dimension, needs, timeout)")
+    try:
+        meta = yaml.safe_load(meta_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        return loc.problem(where, f"scenario {name!r}: {_display_name(meta_file)} is not valid YAML: {exc}")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema("scenario.schema.json")).iter_errors(meta))
+    if error is not None:
+        key = _format_path(error.absolute_path) or "(top)"
+        return loc.problem(where, f"scenario {name!r}: {_display_name(meta_file)}: {key}: {error.message}")
+    options = meta.get("options", {})
     return ScenarioSpec(
         name=name,
         path=scenario_dir,
         script=script,
-        purpose=str(meta.get("purpose", "")),
+        purpose=meta["purpose"],
         timeout=float(meta["timeout"]) if "timeout" in meta else None,
+        dimension=meta["dimension"],
+        needs=tuple(meta.get("needs", ())),
+        mode=meta.get("mode", "run"),
+        init=tuple(meta.get("init", ())),
+        options=ScenarioOptions(
+            memory=options.get("memory"),
+            pids_limit=options.get("pids_limit"),
+            user=options.get("user"),
+            env=tuple(sorted(options.get("env", {}).items())),
+            systemd=options.get("systemd", False),
+        ),
+    )
+
+
+def _pattern(data: dict) -> CellPattern:
+    return CellPattern(data.get("host", "*"), data.get("image", "*"), data.get("scenario", "*"))
+
+
+def _policy(data: dict) -> Policy:
+    default = Policy()
+    return Policy(
+        release_order=tuple(data.get("release_order", default.release_order)),
+        host_newer_by=tuple(data.get("host_newer_by", default.host_newer_by)),
+        architectures=tuple(data.get("architectures", default.architectures)),
+        include=tuple(_pattern(p) for p in data.get("include", ())),
+        exclude=tuple(_pattern(p) for p in data.get("exclude", ())),
     )
 
 
@@ -218,4 +253,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         images=images,
         scenarios=tuple(scenarios),
         defaults=defaults,
+        policy=_policy(data.get("policy", {})),
+        known_issues=tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ())),
+        retries=data.get("retries", 1),
     )

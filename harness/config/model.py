@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -62,6 +63,23 @@ class ImageSpec:
     release: str
     packages: tuple[str, ...]
     cmd: tuple[str, ...]
+    variant: str = "minbase"  # mmdebstrap's; "extract" for the harness's own probe image
+
+
+# A trivial image the harness runs on every host before any candidate image, so that a broken host
+# is told apart from a broken image: one static binary, unpacked without running anything.
+PROBE_IMAGE = ImageSpec("harness-probe", "bookworm", ("busybox-static",), ("/bin/busybox", "sh"), variant="extract")
+
+
+@dataclass(frozen=True)
+class ScenarioOptions:
+    """Engine options a scenario needs (a memory limit, a user, systemd...)."""
+
+    memory: str | None = None
+    pids_limit: int | None = None
+    user: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    systemd: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,42 @@ class ScenarioSpec:
     script: Path  # the executable run inside the container
     purpose: str
     timeout: float | None
+    dimension: str = ""
+    needs: tuple[str, ...] = ()
+    mode: str = "run"
+    init: tuple[str, ...] = ()
+    options: ScenarioOptions = field(default_factory=ScenarioOptions)
+
+
+@dataclass(frozen=True)
+class CellPattern:
+    """Glob patterns over host, image and scenario names."""
+
+    host: str = "*"
+    image: str = "*"
+    scenario: str = "*"
+
+    def matches(self, host: str, image: str, scenario: str = "*") -> bool:
+        return fnmatchcase(host, self.host) and fnmatchcase(image, self.image) and (scenario == "*" or fnmatchcase(scenario, self.scenario))
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    pattern: CellPattern
+    bug: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The vendor's support statement: an image of release N is supported on hosts of release N+d for d
+    in host_newer_by, on the listed architectures, plus `include` and minus `exclude`."""
+
+    release_order: tuple[str, ...] = ("bullseye", "bookworm", "trixie", "forky", "sid")
+    host_newer_by: tuple[int, ...] = (0, 1)
+    architectures: tuple[str, ...] = ("amd64", "arm64", "ppc64el", "s390x")
+    include: tuple[CellPattern, ...] = ()
+    exclude: tuple[CellPattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +137,9 @@ class Matrix:
     images: tuple[ImageSpec, ...]
     scenarios: tuple[ScenarioSpec, ...]
     defaults: Machine = field(default_factory=Machine)
+    policy: Policy = field(default_factory=Policy)
+    known_issues: tuple[KnownIssue, ...] = ()
+    retries: int = 1
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.config.model import ScenarioOptions
+
+
+def option_flags(options: ScenarioOptions) -> list[str]:
+    """A scenario's engine options as podman/docker CLI flags (they spell these the same)."""
+    flags: list[str] = []
+    if options.memory:
+        flags += ["--memory", options.memory]
+    if options.pids_limit:
+        flags += ["--pids-limit", str(options.pids_limit)]
+    if options.user:
+        flags += ["--user", options.user]
+    for key, value in options.env:
+        flags += ["--env", f"{key}={value}"]
+    return flags
+
+
 @dataclass(frozen=True)
 class Podman:
     runtime: str
-
-    name = "podman"
 
     def load(self, archive: str) -> list[str]:
         return ["podman", "load", "--input", archive]
@@ -16,19 +31,21 @@ class Podman:
     def image_exists(self, image_id: str) -> list[str]:
         return ["podman", "image", "exists", image_id]
 
-    def run(self, image_id: str, mount: tuple[str, str], command: str) -> list[str]:
-        """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
-        return [
-            "podman",
-            "run",
-            "--rm",
-            "--runtime",
-            self.runtime,
-            "--network",
-            "none",
-            "--volume",
-            f"{mount[0]}:{mount[1]}:ro",
-            image_id,
-            command,
-        ]
+    def _common(self, mount: tuple[str, str], options: ScenarioOptions) -> list[str]:
+        flags = ["--runtime", self.runtime, "--network", "none", "--volume", f"{mount[0]}:{mount[1]}:ro", *option_flags(options)]
+        if options.systemd:
+            flags += ["--systemd", "always"]
+        return flags
 
+    def run(self, image_id: str, mount: tuple[str, str], command: list[str], options: ScenarioOptions) -> list[str]:
+        """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
+        return ["podman", "run", "--rm", *self._common(mount, options), image_id, *command]
+
+    def start_service(self, name: str, image_id: str, mount: tuple[str, str], init: list[str], options: ScenarioOptions) -> list[str]:
+        return ["podman", "run", "--detach", "--name", name, *self._common(mount, options), image_id, *init]
+
+    def exec(self, name: str, command: list[str]) -> list[str]:
+        return ["podman", "exec", name, *command]
+
+    def remove(self, name: str) -> list[str]:
+        return ["podman", "rm", "--force", "--time", "5", name]

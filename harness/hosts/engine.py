@@ -8,6 +8,7 @@ before start (so a remote engine works too), and the facts come from the engine'
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from testcontainers.core.container import DockerContainer
 
 from harness.cell import clip
 from harness.config.model import HostSpec, ScenarioSpec
-from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command
+from harness.engines.podman import option_flags
+from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.results.model import ExecRecord, HostRecord
 
@@ -37,7 +39,7 @@ def _cli(endpoint: str, *args: str) -> list[str]:
 
 class EngineHost(Host):
     def __init__(self, spec: HostSpec, endpoint: str):
-        super().__init__(HostRecord(spec.name, "", spec.arch or "", "", spec.runtime or ""))
+        super().__init__(HostRecord(spec.name, "", spec.arch or "", "", spec.runtime or "", kind="engine"))
         self.record.accel = "engine"
         self.spec, self.endpoint = spec, endpoint
         self._client: docker.DockerClient | None = None
@@ -85,23 +87,41 @@ class EngineHost(Host):
             kwargs["runtime"] = self.spec.runtime
         if self.spec.ulimits:
             kwargs["ulimits"] = [Ulimit(name=k, soft=v, hard=v) for k, v in sorted(self.spec.ulimits.items())]
+        options = scenario.options
+        if options.memory:
+            kwargs["mem_limit"] = options.memory
+        if options.pids_limit:
+            kwargs["pids_limit"] = options.pids_limit
+        if options.user:
+            kwargs["user"] = options.user
+        command = list(scenario.init) if scenario.mode == "service" else scenario_command(scenario)
         return (
             DockerContainer(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
-            .with_command([scenario_command(scenario)])
+            .with_command(command)
+            .with_envs(**dict(options.env))
             .with_copy_into_container(Path(scenario.path), SCENARIOS_IN_CONTAINER)
             .with_kwargs(**kwargs)
         )
 
-    def reproduce(self, image_id: str, scenario: ScenarioSpec) -> list[str]:
-        options = ["--network", "none"]
+    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
+        flags = ["--network", "none"]
         if self.spec.runtime:
-            options += ["--runtime", self.spec.runtime]
+            flags += ["--runtime", self.spec.runtime]
         for name, value in sorted(self.spec.ulimits.items()):
-            options += ["--ulimit", f"{name}={value}:{value}"]
-        return _cli(self.endpoint, "run", "--rm", *options, "-v", f"{scenario.path}:{SCENARIOS_IN_CONTAINER}/{scenario.name}:ro", image_id, scenario_command(scenario))
+            flags += ["--ulimit", f"{name}={value}:{value}"]
+        flags += [*option_flags(scenario.options), "-v", f"{scenario.path}:{scenario_mount(scenario)}:ro"]
+        load = shlex.join(_cli(self.endpoint, "load", "--input", str(image.archive)))
+        if scenario.mode != "service":
+            return [load, shlex.join(_cli(self.endpoint, "run", "--rm", *flags, image.image_id, *scenario_command(scenario)))]
+        return [
+            load,
+            shlex.join(_cli(self.endpoint, "run", "--detach", "--name", "harness-cell", *flags, image.image_id, *scenario.init)),
+            shlex.join(_cli(self.endpoint, "exec", "harness-cell", *scenario_command(scenario))),
+            shlex.join(_cli(self.endpoint, "rm", "--force", "harness-cell")),
+        ]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        argv = self.reproduce(image_id, scenario)
+        argv = ["docker", "-H", self.endpoint, "run", image_id, *scenario_command(scenario)]
         container = self._container(image_id, scenario)
         started = time.monotonic()
         try:
@@ -109,20 +129,35 @@ class EngineHost(Host):
         except API_ERRORS as exc:
             return ExecRecord(argv, 125, "", clip(str(exc), 4096), time.monotonic() - started)
         wrapped = container.get_wrapped_container()
-        timed_out = False
         try:
-            code: int | None = int(wrapped.wait(timeout=timeout)["StatusCode"])
-        except ReadTimeout:
-            timed_out, code = True, None
-            wrapped.kill()
-        except API_ERRORS as exc:
-            raise HostError(f"host {self.name}: engine stopped answering: {exc}") from None
-        try:
+            if scenario.mode == "service":
+                return self._exec_in(wrapped, scenario, argv, timeout, started)
+            timed_out = False
+            try:
+                code: int | None = int(wrapped.wait(timeout=timeout)["StatusCode"])
+            except ReadTimeout:
+                timed_out, code = True, None
+                wrapped.kill()
             stdout = wrapped.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
             stderr = wrapped.logs(stdout=False, stderr=True).decode("utf-8", errors="replace")
+            return ExecRecord(argv, code, stdout, stderr, time.monotonic() - started, timed_out)
+        except API_ERRORS as exc:
+            raise HostError(f"host {self.name}: engine stopped answering: {exc}") from None
         finally:
             container.stop()
-        return ExecRecord(argv, code, stdout, stderr, time.monotonic() - started, timed_out)
+
+    def _exec_in(self, wrapped, scenario: ScenarioSpec, argv: list[str], timeout: float, started: float) -> ExecRecord:
+        """Service mode: the image's init is PID 1; run the scenario in it with `timeout` if it has one."""
+        command = ["timeout", "-k", "5", str(int(timeout)), *scenario_command(scenario)]
+        code, (stdout, stderr) = wrapped.exec_run(command, demux=True)
+        return ExecRecord(
+            argv,
+            code,
+            (stdout or b"").decode("utf-8", errors="replace"),
+            (stderr or b"").decode("utf-8", errors="replace"),
+            time.monotonic() - started,
+            timed_out=code in (124, 137),
+        )
 
     def facts(self) -> dict[str, str]:
         try:

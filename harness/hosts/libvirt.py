@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import libvirt
@@ -16,7 +18,7 @@ from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command
+from harness.hosts.provider import Host, HostError, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, ConsoleSpeaks, WaitTimeout
@@ -159,9 +161,36 @@ class LibvirtHost(Host):
                 load.exit_code, load.stderr = check.exit_code, load.stderr + f"\nloaded, but no image {image.image_id}"
         return load
 
+    def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec) -> list[list[str]]:
+        """The engine commands of a cell, in order: one `run`, or start/exec/remove for a service."""
+        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
+        command = scenario_command(scenario)
+        if scenario.mode != "service":
+            return [self.engine.run(image_id, mount, command, scenario.options)]
+        name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
+        return [
+            self.engine.start_service(name, image_id, mount, list(scenario.init), scenario.options),
+            self.engine.exec(name, command),
+            self.engine.remove(name),
+        ]
+
+    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
+        return [shlex.join(self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"))] + [
+            shlex.join(argv) for argv in self._scenario_argvs(image.image_id, scenario)
+        ]
+
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", f"{SCENARIOS_IN_CONTAINER}/{scenario.name}")
-        return self.run(self.engine.run(image_id, mount, scenario_command(scenario)), timeout)
+        argvs = self._scenario_argvs(image_id, scenario)
+        if len(argvs) == 1:
+            return self.run(argvs[0], timeout)
+        start, execute, remove = argvs
+        started = self.run(start, timeout)
+        try:
+            if started.exit_code != 0:
+                return started
+            return self.run(execute, timeout)
+        finally:
+            self.run(remove, 60)
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         if self.agent is None:

@@ -17,8 +17,25 @@ from harness.results.model import ExecRecord, HostRecord
 SCENARIOS_IN_CONTAINER = "/harness/scenarios"
 
 
-def scenario_command(scenario: ScenarioSpec) -> str:
-    return f"{SCENARIOS_IN_CONTAINER}/{scenario.name}/run"
+# Exit code that means "not applicable" (automake's and meson's SKIP): a scenario may use it too.
+NOT_APPLICABLE = 77
+# Checks a scenario's needs inside the container before running it, in whatever /bin/sh it has.
+_NEEDS = (
+    'run=$1; shift; for c; do command -v "$c" >/dev/null 2>&1 || '
+    f'{{ echo "not applicable: the image has no $c"; exit {NOT_APPLICABLE}; }}; done; exec "$run"'
+)
+
+
+def scenario_mount(scenario: ScenarioSpec) -> str:
+    return f"{SCENARIOS_IN_CONTAINER}/{scenario.name}"
+
+
+def scenario_command(scenario: ScenarioSpec) -> list[str]:
+    """The container command: the scenario's script, behind a check of what it needs from the image."""
+    script = f"{scenario_mount(scenario)}/run"
+    if not scenario.needs:
+        return [script]
+    return ["/bin/sh", "-c", _NEEDS, "needs", script, *scenario.needs]
 
 
 class HostError(Exception):
@@ -49,6 +66,10 @@ class Host(ABC):
     @abstractmethod
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         """Run the scenario in a new container of the image (the compatibility half of a cell)."""
+
+    @abstractmethod
+    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
+        """Shell lines that run the cell by hand on this host, exactly as the harness does."""
 
     @abstractmethod
     def facts(self) -> dict[str, str]:

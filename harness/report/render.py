@@ -1,4 +1,8 @@
-"""Render the HTML supportability matrix from results (and nothing else) with jinja2, autoescaped."""
+"""Render the HTML supportability matrix from results (and nothing else) with jinja2, autoescaped.
+
+Two pages: matrix.html, the QE view (every pair, its class, scenarios, evidence, filters), and
+support.html, the vendor-facing published support matrix (supported pairs and whether they pass).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,23 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from harness.results.model import CellResult, RunResults
 
-# Worst first: a cell shows the worst outcome among its scenarios.
-SEVERITY = {"error": 4, "timeout": 3, "fail": 2, "pass": 1}
+CLASS_LABELS = {
+    "supported-fail": "supported, FAILING",
+    "supported-pass": "supported, passing",
+    "unsupported-works": "works, unsupported",
+    "unsupported-broken": "broken, unsupported",
+    "not-portable": "not portable",
+    "error": "error (host or harness)",
+    "pending": "not run",
+}
+OUTCOME_ORDER = ("fail", "timeout", "fixed?", "error", "known-issue", "flaky", "not-applicable", "pass")
 
 
 def _environment() -> Environment:
-    # autoescape=True for every template: container output is untrusted and ends up in this page.
-    return Environment(loader=PackageLoader("harness.report", "templates"), autoescape=True, undefined=StrictUndefined)
-
-
-def cell_outcome(cells: list[CellResult]) -> str:
-    if not cells:
-        return "pending"
-    return max((c.outcome for c in cells), key=lambda o: SEVERITY.get(o, 0))
+    # autoescape=True for every template: container output is untrusted and ends up in these pages.
+    env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=True, undefined=StrictUndefined)
+    env.globals["CLASS_LABELS"] = CLASS_LABELS
+    return env
 
 
 def anchor(*parts: str) -> str:
@@ -28,29 +36,54 @@ def anchor(*parts: str) -> str:
 
 
 def matrix_view(results: RunResults) -> dict:
-    """The grid the template draws: images as rows, hosts as columns, scenarios inside each cell."""
+    """The grid the templates draw: images as rows, hosts as columns, scenarios inside each pair."""
     by_pair: dict[tuple[str, str], list[CellResult]] = {}
     for cell in results.cells.values():
         by_pair.setdefault((cell.host, cell.image), []).append(cell)
-    images = results.images or sorted({c.image for c in results.cells.values()})
-    hosts = list(results.hosts)
     rows = []
-    for image in images:
+    for image in results.images.values():
         row = []
-        for host in hosts:
-            cells = sorted(by_pair.get((host, image), []), key=lambda c: c.scenario)
-            delivery = results.deliveries.get(f"{host}/{image}")
-            row.append({"host": host, "image": image, "cells": cells, "outcome": cell_outcome(cells), "anchor": anchor(host, image), "delivery": delivery})
+        for host in results.hosts.values():
+            key = f"{host.name}/{image.name}"
+            pair = results.pairs.get(key)
+            row.append(
+                {
+                    "host": host,
+                    "image": image,
+                    "cells": sorted(by_pair.get((host.name, image.name), []), key=lambda c: c.scenario),
+                    "klass": pair.klass if pair else "pending",
+                    "pair": pair,
+                    "anchor": anchor(host.name, image.name),
+                    "delivery": results.deliveries.get(key),
+                }
+            )
         rows.append({"image": image, "cells": row})
-    counts: dict[str, int] = {}
+    classes: dict[str, int] = {}
+    for pair in results.pairs.values():
+        classes[pair.klass] = classes.get(pair.klass, 0) + 1
+    outcomes: dict[str, int] = {}
     for cell in results.cells.values():
-        counts[cell.outcome] = counts.get(cell.outcome, 0) + 1
-    return {"hosts": [results.hosts[h] for h in hosts], "rows": rows, "counts": counts}
+        outcomes[cell.outcome] = outcomes.get(cell.outcome, 0) + 1
+    hosts = list(results.hosts.values())
+    return {
+        "hosts": hosts,
+        "rows": rows,
+        "classes": classes,
+        "outcomes": {o: outcomes[o] for o in OUTCOME_ORDER if o in outcomes},
+        "filters": {
+            "arch": sorted({h.arch for h in hosts if h.arch}),
+            "release": sorted({h.release for h in hosts if h.release}),
+            "engine": sorted({h.engine for h in hosts if h.engine}),
+        },
+    }
 
 
 def render_report(results: RunResults, reports: Path) -> Path:
+    """Write matrix.html and support.html into `reports`; returns the path of matrix.html."""
     reports.mkdir(parents=True, exist_ok=True)
-    template = _environment().get_template("matrix.html.j2")
+    env = _environment()
+    view = matrix_view(results)
+    (reports / "support.html").write_text(env.get_template("support.html.j2").render(results=results, view=view))
     out = reports / "matrix.html"
-    out.write_text(template.render(results=results, view=matrix_view(results)))
+    out.write_text(env.get_template("matrix.html.j2").render(results=results, view=view))
     return out

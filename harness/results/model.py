@@ -7,8 +7,13 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-# Outcomes of one cell. "error" is the harness's or the host's fault, never the image's.
-OUTCOMES = ("pass", "fail", "error", "timeout")
+# Outcomes of one cell (host x image x scenario). "error" is the harness's or the host's fault, never
+# the image's; "flaky" failed and then passed on a retry; "known-issue" failed as a listed bug says
+# it does; "fixed?" is a listed bug's cell that passes now.
+OUTCOMES = ("pass", "fail", "error", "timeout", "not-applicable", "flaky", "known-issue", "fixed?")
+
+# Classes of a host x image pair, the supportability verdict the report is about.
+CLASSES = ("supported-pass", "supported-fail", "unsupported-works", "unsupported-broken", "not-portable", "error", "pending")
 
 
 @dataclass
@@ -32,12 +37,14 @@ class HostRecord:
     arch: str
     engine: str
     runtime: str
+    kind: str = "vm"
     recipe_digest: str = ""
     accel: str = ""
     cpu_model: str = ""
     boot_seconds: float | None = None
     facts: dict[str, str] = field(default_factory=dict)
     console_log: str = ""  # path relative to the reports directory
+    health: str = ""  # "ok", or why a trivial container failed on this host's engine
     error: str = ""
 
 
@@ -55,6 +62,17 @@ class DeliveryRecord:
 
 
 @dataclass
+class Attempt:
+    """An earlier run of a cell that was retried: kept so a flake's failure is not lost."""
+
+    outcome: str
+    exit_code: int | None
+    duration: float
+    stdout: str
+    stderr: str
+
+
+@dataclass
 class CellResult:
     """One host x image x scenario cell."""
 
@@ -69,10 +87,36 @@ class CellResult:
     stdout: str = ""
     stderr: str = ""
     started_at: str = ""
+    reproduce: list[str] = field(default_factory=list)  # shell lines to run the cell by hand on the host
+    attempts: list[Attempt] = field(default_factory=list)  # earlier attempts, when retried
+    bug: str = ""  # the known issue's reference, for "known-issue" and "fixed?"
 
     @property
     def key(self) -> str:
         return f"{self.host}/{self.image}/{self.scenario}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CellResult":
+        return cls(**{**data, "attempts": [Attempt(**a) for a in data.get("attempts", [])]})
+
+
+@dataclass
+class ImageRecord:
+    name: str
+    release: str
+    packages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PairResult:
+    """The supportability verdict of one host x image pair."""
+
+    host: str
+    image: str
+    supported: bool
+    support_reason: str
+    status: str  # works, broken, error, not-portable, pending
+    klass: str  # one of CLASSES
 
 
 @dataclass
@@ -85,9 +129,10 @@ class RunResults:
     harness_version: str
     finished_at: str = ""
     hosts: dict[str, HostRecord] = field(default_factory=dict)
-    images: list[str] = field(default_factory=list)
+    images: dict[str, ImageRecord] = field(default_factory=dict)
     deliveries: dict[str, DeliveryRecord] = field(default_factory=dict)
     cells: dict[str, CellResult] = field(default_factory=dict)
+    pairs: dict[str, PairResult] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -100,5 +145,7 @@ class RunResults:
         plain = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         plain["hosts"] = {k: HostRecord(**v) for k, v in data.get("hosts", {}).items()}
         plain["deliveries"] = {k: DeliveryRecord(**v) for k, v in data.get("deliveries", {}).items()}
-        plain["cells"] = {k: CellResult(**v) for k, v in data.get("cells", {}).items()}
+        plain["images"] = {k: ImageRecord(**v) for k, v in data.get("images", {}).items()}
+        plain["cells"] = {k: CellResult.from_json(v) for k, v in data.get("cells", {}).items()}
+        plain["pairs"] = {k: PairResult(**v) for k, v in data.get("pairs", {}).items()}
         return cls(**plain)

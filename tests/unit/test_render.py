@@ -1,47 +1,62 @@
-"""The HTML matrix: hosts as columns, images as rows, evidence reachable, container output escaped."""
+"""The HTML matrix: hosts as columns, images as rows, classes, evidence reachable, output escaped."""
 
 from __future__ import annotations
 
-from harness.report.render import cell_outcome, matrix_view, render_report
-from harness.results.model import CellResult, HostRecord, RunResults
+from harness.config.model import Policy
+from harness.report.render import matrix_view, render_report
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
+from harness.supportability import classify
 
 
-def results_with(*cells: CellResult) -> RunResults:
-    results = RunResults(run_id="r1", matrix="m.yaml", started_at="t", harness_version="0", images=["img-a", "img-b"])
+def results_with(*cells: CellResult, deliveries: tuple[DeliveryRecord, ...] = ()) -> RunResults:
+    results = RunResults(run_id="r1", matrix="m.yaml", started_at="t", harness_version="0")
+    results.images = {"img-a": ImageRecord("img-a", "bookworm"), "img-b": ImageRecord("img-b", "sid")}
     for host in ("h1", "h2"):
         results.hosts[host] = HostRecord(host, "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0-test"}, console_log=f"hosts/{host}/console.log")
     for cell in cells:
         results.cells[cell.key] = cell
+    for d in deliveries:
+        results.deliveries[f"{d.host}/{d.image}"] = d
+    for host in results.hosts.values():
+        for image in results.images.values():
+            mine = [c for c in cells if c.host == host.name and c.image == image.name]
+            results.pairs[f"{host.name}/{image.name}"] = classify(Policy(), host, image, mine, results.deliveries.get(f"{host.name}/{image.name}"))
     return results
 
 
-def test_worst_outcome_wins():
-    cells = [CellResult("h", "i", s, o, 0) for s, o in (("a", "pass"), ("b", "fail"), ("c", "timeout"))]
-    assert cell_outcome(cells) == "timeout"
-    assert cell_outcome([]) == "pending"
-
-
-def test_grid_shape():
-    view = matrix_view(results_with(CellResult("h2", "img-b", "useradd", "fail", 1)))
+def test_grid_shape_and_classes():
+    view = matrix_view(results_with(CellResult("h2", "img-a", "useradd", "fail", 1), CellResult("h1", "img-b", "useradd", "pass", 1)))
     assert [h.name for h in view["hosts"]] == ["h1", "h2"]
-    assert [r["image"] for r in view["rows"]] == ["img-a", "img-b"]
-    assert view["rows"][1]["cells"][1]["outcome"] == "fail"
-    assert view["rows"][0]["cells"][0]["outcome"] == "pending"
+    assert [r["image"].name for r in view["rows"]] == ["img-a", "img-b"]
+    assert view["rows"][0]["cells"][1]["klass"] == "supported-fail"  # bookworm image on a bookworm host
+    assert view["rows"][1]["cells"][0]["klass"] == "unsupported-works"  # a sid image on bookworm
+    assert view["rows"][0]["cells"][0]["klass"] == "pending"
+    assert view["classes"]["supported-fail"] == 1
 
 
 def test_rendered_page_links_cells_to_evidence(tmp_path):
-    out = render_report(results_with(CellResult("h1", "img-a", "useradd", "pass", 1, command=["podman", "run", "x"], stdout="matrixuser:x:1000")), tmp_path)
+    cell = CellResult("h1", "img-a", "useradd", "pass", 1, command=["podman", "run", "x"], stdout="matrixuser:x:1000", reproduce=["podman load --input /a", "podman run x"])
+    out = render_report(results_with(cell), tmp_path)
     html = out.read_text()
     assert out == tmp_path / "matrix.html"
     assert 'href="#cell-h1--img-a"' in html and 'id="cell-h1--img-a"' in html
     assert "matrixuser:x:1000" in html
-    assert "podman run x" in html
+    assert "podman load --input /a\npodman run x" in html
     assert 'href="hosts/h1/console.log"' in html
     assert "6.1.0-test" in html
+    assert 'id="filter-arch"' in html and 'id="filter-class"' in html
+    support = (tmp_path / "support.html").read_text()
+    assert "supported ✓" in support
+
+
+def test_not_portable_pair(tmp_path):
+    results = results_with(deliveries=(DeliveryRecord("h1", "img-a", "sha256:x", False, 1.0, ["podman", "load"], "Error: no such file"),))
+    assert results.pairs["h1/img-a"].klass == "not-portable"
+    assert "Error: no such file" in render_report(results, tmp_path).read_text()
 
 
 def test_container_output_cannot_inject_markup(tmp_path):
-    evil = '<script>alert(1)</script></pre></details><img src=x onerror=alert(2)>'
+    evil = '<script>alert(1)</script></pre></details></textarea><img src=x onerror=alert(2)>'
     html = render_report(results_with(CellResult("h1", "img-a", "s", "fail", 1, stdout=evil, stderr=evil, message=evil)), tmp_path).read_text()
     assert "<script>alert(1)" not in html
     assert "<img src=x" not in html

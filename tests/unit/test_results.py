@@ -7,15 +7,16 @@ import json
 import pytest
 
 from harness.results import store
-from harness.results.model import SCHEMA_VERSION, CellResult, DeliveryRecord, HostRecord, RunResults
+from harness.results.model import SCHEMA_VERSION, Attempt, CellResult, DeliveryRecord, HostRecord, ImageRecord, PairResult, RunResults
 
 
 def sample() -> RunResults:
-    results = RunResults(run_id="r1", matrix="/m/matrix.yaml", started_at="2026-01-01T00:00:00+00:00", harness_version="0", images=["img"])
+    results = RunResults(run_id="r1", matrix="/m/matrix.yaml", started_at="2026-01-01T00:00:00+00:00", harness_version="0", images={"img": ImageRecord("img", "bookworm", ["passwd"])})
     results.hosts["h1"] = HostRecord("h1", "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0"}, boot_seconds=3.5)
     results.deliveries["h1/img"] = DeliveryRecord("h1", "img", "sha256:abc", True, 1.5, ["podman", "load"])
-    cell = CellResult("h1", "img", "useradd", "pass", 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n")
+    cell = CellResult("h1", "img", "useradd", "flaky", 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n", attempts=[Attempt("fail", 1, 1.0, "", "boom")])
     results.cells[cell.key] = cell
+    results.pairs["h1/img"] = PairResult("h1", "img", True, "policy", "works", "supported-pass")
     return results
 
 
