@@ -65,6 +65,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    """Exit 1 when a pair regressed, so CI can gate on it."""
+    from harness.report.diff import as_text, changes, render_diff
+    from harness.results import store
+
+    try:
+        old, new = store.load(Path(args.old)), store.load(Path(args.new))
+    except (OSError, ValueError) as exc:
+        print(f"harness diff: {exc}", file=sys.stderr)
+        return 2
+    found = changes(old, new)
+    print(as_text(found))
+    page = render_diff(old, new, Path(args.html) if args.html else Path(args.new).parent / "diff.html")
+    print(f"page: {page}")
+    return 1 if any(c.kind == "regression" for c in found) else 0
+
+
 def _engine_serve(args: argparse.Namespace) -> int:
     """Serve podman's Docker-compatible API until interrupted (hosts with `endpoint:` pointing at it)."""
     from harness.engines.service import PodmanService
@@ -103,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("doctor", help="say what this machine lacks to run hosts")
 
+    p_diff = sub.add_parser("diff", help="list the host x image pairs whose class changed between two runs")
+    p_diff.add_argument("old", help="results.json of the earlier run")
+    p_diff.add_argument("new", help="results.json of the later run")
+    p_diff.add_argument("--html", default=None, help="also render the changes as a page (default: diff.html beside NEW)")
+
     p_engine = sub.add_parser("engine", help="the local engine's API service, for `kind: engine` hosts")
     p_engine.add_argument("action", choices=["serve"])
     p_engine.add_argument("--socket", default=None, help="unix socket path (default: /run/container-matrix-harness/podman.sock)")
@@ -118,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "engine":
         return _engine_serve(args)
+    if args.command == "diff":
+        return _diff(args)
     missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
     for line in missing:
         print(line)

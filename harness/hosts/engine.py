@@ -23,7 +23,7 @@ from testcontainers.core.container import DockerContainer
 from harness.cell import clip
 from harness.config.model import HostSpec, ScenarioSpec
 from harness.engines.podman import option_flags
-from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, scenario_command, scenario_mount
+from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.results.model import ExecRecord, HostRecord
 
@@ -81,7 +81,7 @@ class EngineHost(Host):
         names = ", ".join(t for i in loaded for t in (i.tags or [i.id]))
         return ExecRecord(argv, 0, f"Loaded image: {names}\n", "", time.monotonic() - started)
 
-    def _container(self, image_id: str, scenario: ScenarioSpec) -> DockerContainer:
+    def _container(self, image_id: str, scenario: ScenarioSpec, command: list[str]) -> DockerContainer:
         kwargs: dict = {"network_mode": "none"}
         if self.spec.runtime:
             kwargs["runtime"] = self.spec.runtime
@@ -94,7 +94,6 @@ class EngineHost(Host):
             kwargs["pids_limit"] = options.pids_limit
         if options.user:
             kwargs["user"] = options.user
-        command = list(scenario.init) if scenario.mode == "service" else scenario_command(scenario)
         return (
             DockerContainer(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
             .with_command(command)
@@ -121,8 +120,19 @@ class EngineHost(Host):
         ]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        argv = ["docker", "-H", self.endpoint, "run", image_id, *scenario_command(scenario)]
-        container = self._container(image_id, scenario)
+        if scenario.mode != "service":
+            return self._run(image_id, scenario, scenario_command(scenario), timeout)
+        check = needs_check(scenario)
+        if check:
+            checked = self._run(image_id, scenario, check, timeout)
+            if checked.exit_code != 0:
+                return checked
+        return self._run(image_id, scenario, list(scenario.init), timeout)
+
+    def _run(self, image_id: str, scenario: ScenarioSpec, command: list[str], timeout: float) -> ExecRecord:
+        """One container of the image running `command`; for a service scenario, the scenario is executed in it."""
+        argv = ["docker", "-H", self.endpoint, "run", image_id, *command]
+        container = self._container(image_id, scenario, command)
         started = time.monotonic()
         try:
             container.start()
@@ -130,7 +140,7 @@ class EngineHost(Host):
             return ExecRecord(argv, 125, "", clip(str(exc), 4096), time.monotonic() - started)
         wrapped = container.get_wrapped_container()
         try:
-            if scenario.mode == "service":
+            if scenario.mode == "service" and command == list(scenario.init):
                 return self._exec_in(wrapped, scenario, argv, timeout, started)
             timed_out = False
             try:

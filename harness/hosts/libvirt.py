@@ -11,14 +11,14 @@ from pathlib import Path
 
 import libvirt
 
-from harness.config.model import HostSpec, ScenarioSpec
+from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.podman import Podman
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, ConsoleSpeaks, WaitTimeout
@@ -168,7 +168,9 @@ class LibvirtHost(Host):
         if scenario.mode != "service":
             return [self.engine.run(image_id, mount, command, scenario.options)]
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
+        check = needs_check(scenario)
         return [
+            *([self.engine.run(image_id, mount, check, ScenarioOptions())] if check else []),
             self.engine.start_service(name, image_id, mount, list(scenario.init), scenario.options),
             self.engine.exec(name, command),
             self.engine.remove(name),
@@ -183,7 +185,11 @@ class LibvirtHost(Host):
         argvs = self._scenario_argvs(image_id, scenario)
         if len(argvs) == 1:
             return self.run(argvs[0], timeout)
-        start, execute, remove = argvs
+        *checks, start, execute, remove = argvs
+        for check in checks:
+            checked = self.run(check, timeout)
+            if checked.exit_code != 0:
+                return checked
         started = self.run(start, timeout)
         try:
             if started.exit_code != 0:

@@ -30,12 +30,17 @@ def scenario_mount(scenario: ScenarioSpec) -> str:
     return f"{SCENARIOS_IN_CONTAINER}/{scenario.name}"
 
 
-def scenario_command(scenario: ScenarioSpec) -> list[str]:
+def scenario_command(scenario: ScenarioSpec, script: str | None = None) -> list[str]:
     """The container command: the scenario's script, behind a check of what it needs from the image."""
-    script = f"{scenario_mount(scenario)}/run"
+    script = script or f"{scenario_mount(scenario)}/run"
     if not scenario.needs:
         return [script]
     return ["/bin/sh", "-c", _NEEDS, "needs", script, *scenario.needs]
+
+
+def needs_check(scenario: ScenarioSpec) -> list[str] | None:
+    """For service scenarios: a command that only checks the needs, run before the image's init starts."""
+    return scenario_command(scenario, "true") if scenario.needs else None
 
 
 class HostError(Exception):
