@@ -132,8 +132,7 @@ def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
         cache = Path(config.option.cache_dir) if config.option.cache_dir else default_root()
         session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), cache, config.option.hypervisor)
-        for item in config.stash.get(_SELECTED_KEY, []):
-            session.needed.setdefault(item.cell[0], set()).add(item.cell[1])
+        session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
 

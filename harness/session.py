@@ -42,8 +42,10 @@ class MatrixSession:
     reports: Path
     cache_root: Path
     uri: str = "qemu:///system"
-    # The images the selected cells need on each host, so a host receives just those.
+    # The images the selected cells need on each host, so a host receives just those, and how many
+    # of its cells are still to run, so a host is stopped (freeing its cores) after its last cell.
     needed: dict[str, set[str]] = field(default_factory=dict)
+    remaining: dict[str, int] = field(default_factory=dict)
     _provisioner: Provisioner | None = None
     _hosts: dict[str, Host] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)
@@ -141,8 +143,22 @@ class MatrixSession:
         return self.deliveries[key]
 
     # -- cells ------------------------------------------------------------------------------------
+    def select(self, cells: list[tuple[str, str, str]]) -> None:
+        """Tell the session which cells this process will run."""
+        for host, image, _ in cells:
+            self.needed.setdefault(host, set()).add(image)
+            self.remaining[host] = self.remaining.get(host, 0) + 1
+
     def run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
         """Run one cell; raise CellError when the host or the delivery failed before the scenario ran."""
+        try:
+            return self._run_cell(host_name, image_name, scenario_name)
+        finally:
+            self.remaining[host_name] = self.remaining.get(host_name, 1) - 1
+            if self.remaining[host_name] <= 0 and host_name in self._hosts:
+                self._stop(self._hosts[host_name])
+
+    def _run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
         started_at, start = now(), time.monotonic()
 
         def error(message: str) -> CellError:

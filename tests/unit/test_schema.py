@@ -98,3 +98,45 @@ def test_cli_run_rejects_bad_matrix_before_anything_boots(matrix_dir):
     assert proc.returncode == 2
     assert "hosts[0].engine: 'podmn' is not one of podman" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_shipped_scenario_has_valid_metadata(repo_root, tmp_path):
+    names = sorted(p.name for p in (repo_root / "scenarios").iterdir() if p.is_dir())
+    assert len(names) >= 15
+    text = GOOD.replace("  - useradd\n", "".join(f"  - {n}\n" for n in names))
+    matrix = load_matrix(write_matrix(tmp_path, text.replace("version: 1", f"version: 1\nscenarios_dir: {repo_root / 'scenarios'}\nvms: {repo_root / 'vms'}"), "matrix-all-scenarios.yaml"))
+    assert {s.dimension for s in matrix.scenarios} >= {"kernel", "c-library", "engine", "runtime", "security", "architecture", "application"}
+    systemd = matrix.scenario("systemd-pid1")
+    assert systemd.mode == "service" and systemd.init and systemd.options.systemd
+    assert matrix.scenario("memory-limit").options.memory == "128m"
+    assert matrix.scenario("non-root-user").options.user == "65534:65534"
+
+
+def test_bad_scenario_metadata_names_the_file_and_key(matrix_dir):
+    (matrix_dir / "scenarios" / "useradd" / "scenario.yaml").write_text("purpose: x\ndimension: kernal\n")
+    problems = problems_of(write_matrix(matrix_dir, GOOD))
+    assert len(problems) == 1
+    assert "scenario 'useradd'" in problems[0] and "scenario.yaml: dimension: 'kernal' is not one of" in problems[0]
+
+
+def test_policy_and_known_issues_load(matrix_dir):
+    text = GOOD + """policy:
+  host_newer_by: [0]
+  include: [{host: h2, image: img}]
+known_issues:
+  - {host: "h*", scenario: useradd, bug: "https://bugs.example/1", note: libselinux}
+retries: 2
+"""
+    matrix = load_matrix(write_matrix(matrix_dir, text))
+    assert matrix.policy.host_newer_by == (0,)
+    assert matrix.policy.include[0].matches("h2", "img")
+    assert matrix.known_issues[0].pattern.matches("h1", "img", "useradd")
+    assert matrix.retries == 2
+
+
+def test_engine_host_kind(matrix_dir):
+    text = GOOD.replace("  - name: h2\n    release: trixie\n    arch: arm64\n    engine: podman\n    runtime: runc\n", "  - name: h2\n    kind: engine\n    local: true\n    runtime: runc\n    ulimits: {nofile: 1024}\n")
+    matrix = load_matrix(write_matrix(matrix_dir, text))
+    assert matrix.host("h2").kind == "engine" and matrix.host("h2").local and matrix.host("h2").ulimits == {"nofile": 1024}
+    bad = text.replace("    local: true\n", "    local: true\n    release: trixie\n")
+    assert "hosts[1].release: unknown key" in problems_of(write_matrix(matrix_dir, bad))[0]
