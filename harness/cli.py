@@ -65,6 +65,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    from harness.cache import default_root
+    from harness.cleanup import cleanup
+    from harness.hosts.libvirt import connect
+    from harness.hosts.provider import HostError
+
+    try:
+        conn = connect(args.hypervisor)
+    except HostError as exc:
+        print(f"harness cleanup: {exc}; removing work files only", file=sys.stderr)
+        conn = None
+    print(cleanup(conn, default_root()))
+    return 0
+
+
 def _diff(args: argparse.Namespace) -> int:
     """Exit 1 when a pair regressed, so CI can gate on it."""
     from harness.report.diff import as_text, changes, render_diff
@@ -120,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("doctor", help="say what this machine lacks to run hosts")
 
+    p_clean = sub.add_parser("cleanup", help="remove domains and work files that interrupted runs left behind")
+    p_clean.add_argument("--hypervisor", default="qemu:///system")
+
     p_diff = sub.add_parser("diff", help="list the host x image pairs whose class changed between two runs")
     p_diff.add_argument("old", help="results.json of the earlier run")
     p_diff.add_argument("new", help="results.json of the later run")
@@ -142,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return _engine_serve(args)
     if args.command == "diff":
         return _diff(args)
+    if args.command == "cleanup":
+        return _cleanup(args)
     missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
     for line in missing:
         print(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -43,6 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _is_controller(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput")
+
+
+def _interrupt(signum: int, _frame) -> None:
+    """SIGTERM (CI cancelling, `kill`) unwinds like Ctrl-C, so every host is torn down and results kept."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -130,6 +136,7 @@ class CellItem(pytest.Item):
 
 def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
+        signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
         cache = Path(config.option.cache_dir) if config.option.cache_dir else default_root()
         session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), cache, config.option.hypervisor)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])

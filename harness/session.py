@@ -22,7 +22,7 @@ from harness.mmdebstrap import BuildError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
 
 
-_PROBE_DIR = Path(__file__).parent / "probe"
+_PROBE_DIR = Path(__file__).parent / "harness-probe"
 # Run in the probe image on every host before its cells; a plain scenario, delivered like the others.
 PROBE_SCENARIO = ScenarioSpec("harness-probe", _PROBE_DIR, _PROBE_DIR / "run", "a trivial container runs", None, dimension="engine")
 

@@ -1,0 +1,86 @@
+"""Find and remove what runs left behind: libvirt domains (by the owner recorded in their metadata)
+and working directories of runs whose harness process is gone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+
+from harness.hosts.domain import owner_of
+
+OWNER_FILE = "owner.pid"
+
+
+def claim(workdir: Path) -> None:
+    """Mark a run's working directory as owned by this process (cleanup leaves live runs alone)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_runs(runs_dir: Path) -> set[str]:
+    live = set()
+    for run in runs_dir.glob("*"):
+        try:
+            if _alive(int((run / OWNER_FILE).read_text())):
+                live.add(run.name)
+        except (OSError, ValueError):
+            continue
+    return live
+
+
+@dataclass
+class Cleaned:
+    domains: list[str] = field(default_factory=list)
+    workdirs: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if not self.domains and not self.workdirs:
+            return "nothing left over from earlier runs"
+        parts = []
+        if self.domains:
+            parts.append(f"destroyed {len(self.domains)} leftover domain(s): {', '.join(self.domains)}")
+        if self.workdirs:
+            parts.append(f"removed {len(self.workdirs)} leftover run directory(ies): {', '.join(self.workdirs)}")
+        return "; ".join(parts)
+
+
+def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = frozenset()) -> Cleaned:
+    """Destroy domains and remove work directories of runs that are not running any more (nor in `keep`)."""
+    runs_dir = cache_root / "runs"
+    spare = live_runs(runs_dir) | set(keep)
+    cleaned = Cleaned()
+    if conn is not None:
+        for dom in conn.listAllDomains():
+            try:
+                owner = owner_of(dom.XMLDesc())
+            except libvirt.libvirtError:
+                continue  # vanished meanwhile
+            if owner is None or owner[0] in spare:
+                continue
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+            except libvirt.libvirtError:
+                continue
+            cleaned.domains.append(dom.name())
+    for run in sorted(runs_dir.glob("*")):
+        if run.name not in spare:
+            shutil.rmtree(run, ignore_errors=True)
+            cleaned.workdirs.append(run.name)
+    return cleaned
