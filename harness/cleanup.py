@@ -10,6 +10,7 @@ from pathlib import Path
 
 import libvirt
 
+from harness.engines.service import stop_orphaned
 from harness.hosts.domain import owner_of
 
 OWNER_FILE = "owner.pid"
@@ -46,11 +47,15 @@ def live_runs(runs_dir: Path) -> set[str]:
 class Cleaned:
     domains: list[str] = field(default_factory=list)
     workdirs: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.domains or self.workdirs or self.services)
 
     def __str__(self) -> str:
-        if not self.domains and not self.workdirs:
+        if not self:
             return "nothing left over from earlier runs"
-        parts = []
+        parts = list(self.services)
         if self.domains:
             parts.append(f"destroyed {len(self.domains)} leftover domain(s): {', '.join(self.domains)}")
         if self.workdirs:
@@ -83,4 +88,7 @@ def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = 
         if run.name not in spare:
             shutil.rmtree(run, ignore_errors=True)
             cleaned.workdirs.append(run.name)
+    stopped = stop_orphaned()
+    if stopped:
+        cleaned.services.append(stopped)
     return cleaned

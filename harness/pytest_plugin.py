@@ -20,7 +20,10 @@ import pytest
 
 from harness import __version__
 from harness.cache import default_root
+from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
+from harness.hosts.libvirt import connect
+from harness.hosts.provider import HostError
 from harness.config.model import Matrix
 from harness.report.render import render_report
 from harness.results import store
@@ -32,6 +35,7 @@ CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
 SESSION_KEY = pytest.StashKey[MatrixSession]()
+MATRIX_KEY = pytest.StashKey[Matrix]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hypervisor", default=os.environ.get("HARNESS_HYPERVISOR", "qemu:///system"), help="libvirt URI that runs the host VMs")
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
+    group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -67,7 +72,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 class MatrixFile(pytest.File):
     def collect(self):
         matrix = load_matrix(self.path)
-        self.config.stash[_matrix_key(self.path)] = matrix
+        if MATRIX_KEY in self.config.stash and self.config.stash[MATRIX_KEY].path != matrix.path:
+            raise MatrixError([f"{self.path}: one matrix per run ({self.config.stash[MATRIX_KEY].path} was collected first)"])
+        self.config.stash[MATRIX_KEY] = matrix
         for host in matrix.hosts:
             for image in matrix.images:
                 for scenario in matrix.scenarios:
@@ -82,13 +89,6 @@ class MatrixFile(pytest.File):
         return super().repr_failure(excinfo, style)
 
 
-_MATRIX_KEYS: dict[str, pytest.StashKey[Matrix]] = {}
-
-
-def _matrix_key(path: Path) -> pytest.StashKey[Matrix]:
-    return _MATRIX_KEYS.setdefault(str(path), pytest.StashKey[Matrix]())
-
-
 class CellFailed(Exception):
     def __init__(self, result: CellResult):
         super().__init__(result.message)
@@ -100,7 +100,7 @@ class CellItem(pytest.Item):
 
     @property
     def matrix(self) -> Matrix:
-        return self.config.stash[_matrix_key(self.path)]
+        return self.config.stash[MATRIX_KEY]
 
     def runtest(self) -> None:
         session = _session(self.config, self.matrix)
@@ -134,11 +134,14 @@ class CellItem(pytest.Item):
         return self.path, None, f"cell {self.name}"
 
 
+def _cache_root(config: pytest.Config) -> Path:
+    return Path(config.option.cache_dir) if config.option.cache_dir else default_root()
+
+
 def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
         signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
-        cache = Path(config.option.cache_dir) if config.option.cache_dir else default_root()
-        session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), cache, config.option.hypervisor)
+        session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), _cache_root(config), config.option.hypervisor)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
@@ -147,8 +150,22 @@ def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
 _SELECTED_KEY = pytest.StashKey[list]()
 
 
+def _finished_cells(config: pytest.Config) -> dict[str, CellResult]:
+    """Cells a --resume run keeps: everything recorded except errors (those said nothing of the image)."""
+    path = Path(config.option.reports) / "results.json"
+    if not config.option.resume or not path.exists():
+        return {}
+    return {k: c for k, c in store.load(path).cells.items() if c.outcome != "error"}
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    done = _finished_cells(config)
+    if done:
+        skipped = [i for i in items if isinstance(i, CellItem) and "/".join(i.cell) in done]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [i for i in items if i not in skipped]
     config.stash[_SELECTED_KEY] = [i for i in items if isinstance(i, CellItem)]
 
 
@@ -169,11 +186,11 @@ class ResultsRecorder:
         store.save(self.results, self.reports / "results.json")
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        cells = [i for i in items if isinstance(i, CellItem)]
-        if not cells:
+    def pytest_collection_modifyitems(self) -> None:
+        if MATRIX_KEY not in self.config.stash:
             return
-        self.matrix = cells[0].matrix
+        self.matrix = self.config.stash[MATRIX_KEY]
+        self._clean_leftovers()
         self.results = RunResults(
             run_id=self.config.option.run_id,
             matrix=str(self.matrix.path),
@@ -183,8 +200,29 @@ class ResultsRecorder:
         )
         for host in self.matrix.hosts:
             self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind)
+        previous = self.reports / "results.json"
+        if self.config.option.resume and previous.exists():
+            old = store.load(previous)
+            self.results.hosts.update({k: v for k, v in old.hosts.items() if k in self.results.hosts})
+            self.results.deliveries.update(old.deliveries)
+            self.results.cells.update(_finished_cells(self.config))
         self._classify()
         self._save()
+
+    def _clean_leftovers(self) -> None:
+        """What earlier runs left behind (a killed harness): destroyed and removed now, and said so."""
+        conn = None
+        if any(h.kind == "vm" for h in self.matrix.hosts):
+            try:
+                conn = connect(self.config.option.hypervisor)
+            except HostError:
+                conn = None  # the first VM cell will report that libvirtd does not answer
+        cleaned = cleanup(conn, _cache_root(self.config), keep={self.config.option.run_id})
+        if conn is not None:
+            conn.close()
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if cleaned and terminal is not None:
+            terminal.write_line(f"harness: {cleaned}")
 
     def _classify(self) -> None:
         """Recompute every host x image pair's supportability class from what is known so far."""

@@ -7,6 +7,7 @@ answers and stops only the one it started itself.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 
 
 def default_socket() -> Path:
+    if env := os.environ.get("HARNESS_PODMAN_SOCKET"):
+        return Path(env)
     base = Path("/run") if os.geteuid() == 0 else Path(os.environ.get("XDG_RUNTIME_DIR", f"/tmp/{os.getuid()}"))
     return base / "container-matrix-harness" / "podman.sock"
 
@@ -34,6 +37,10 @@ class PodmanService:
     def __init__(self, sock: Path | None = None):
         self.sock = sock or default_socket()
         self.process: subprocess.Popen | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.sock.with_suffix(".pid")
 
     @property
     def endpoint(self) -> str:
@@ -58,6 +65,8 @@ class PodmanService:
             raise RuntimeError("podman is not installed (Debian package podman)") from None
         finally:
             log.close()
+        # Who started it: `harness cleanup` stops a service whose starter died without stopping it.
+        self.pid_file.write_text(f"{self.process.pid} {os.getpid()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if answers(self.sock):
@@ -69,6 +78,7 @@ class PodmanService:
         raise RuntimeError(f"podman system service did not answer on {self.sock}; see {self.sock.parent / 'podman-service.log'}")
 
     def stop(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
         if self.process is not None:
             self.process.terminate()
             try:
@@ -77,3 +87,23 @@ class PodmanService:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+def stop_orphaned(sock: Path | None = None) -> str | None:
+    """Stop a service whose starting harness process is gone; returns what was done, if anything."""
+    pid_file = (sock or default_socket()).with_suffix(".pid")
+    try:
+        service_pid, owner_pid = (int(x) for x in pid_file.read_text().split())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(owner_pid, 0)
+        return None  # its harness still runs
+    except ProcessLookupError:
+        pass
+    try:
+        os.kill(service_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+    return f"stopped the podman API service (pid {service_pid}) of a harness that is gone"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
 
 from harness.cache import BuildCache
-from harness.cleanup import claim, cleanup
+from harness.cleanup import claim
 from harness.config.model import HostSpec, Matrix
 from harness.engines.service import PodmanService
 from harness.hosts.accel import AccelVerdicts
@@ -38,9 +37,6 @@ class Provisioner:
         if self._conn is None:
             self._conn = connect(self.uri)
             claim(self.workdir)
-            cleaned = cleanup(self._conn, self.cache_root, keep={self.run_id})
-            if cleaned.domains or cleaned.workdirs:
-                print(f"harness: {cleaned}", file=sys.stderr)
         build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(self.cache_root, "hosts"))
         return LibvirtHost(
             spec,

@@ -1,0 +1,86 @@
+"""Interruption, for real, on the local engine: the harness killed with SIGKILL mid-run loses no
+finished cell, `--resume` runs only the rest, and the next run cleans up what the killed one left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_matrix
+
+pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
+
+MATRIX = """
+version: 1
+retries: 0
+hosts:
+  - name: local-podman
+    kind: engine
+    local: true
+    runtime: runc
+    ulimits: {nofile: 20000, nproc: 20000}
+images:
+  - name: debian-bookworm
+    release: bookworm
+    packages: [passwd]
+scenarios:
+  - useradd
+  - slow
+"""
+
+
+def harness(directory: Path, *extra: str) -> subprocess.Popen:
+    # A socket of this test's own, so the service is the killed run's and not another run's.
+    env = {**os.environ, "HARNESS_PODMAN_SOCKET": str(directory / "podman.sock")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(directory / "matrix.yaml"), "--reports", str(directory / "reports"), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+
+
+def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "vms", tmp_path / "vms")
+    shutil.copytree(repo / "scenarios", tmp_path / "scenarios")
+    slow = tmp_path / "scenarios" / "slow"
+    slow.mkdir()
+    (slow / "run").write_text("#!/bin/sh\nsleep 4\necho slept\n")
+    (slow / "run").chmod(0o755)
+    (slow / "scenario.yaml").write_text("purpose: takes a while\ndimension: engine\n")
+    write_matrix(tmp_path, MATRIX)
+    results = tmp_path / "reports" / "results.json"
+
+    first = harness(tmp_path)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if results.exists() and json.loads(results.read_text())["cells"]:
+            break
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed = json.loads(results.read_text())
+    assert list(killed["cells"]) == ["local-podman/debian-bookworm/useradd"]
+    assert killed["finished_at"] == ""
+
+    second = harness(tmp_path, "--resume")
+    out, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, out
+    assert "1 passed, 1 deselected" in out
+    assert "stopped the podman API service" in out  # the killed run's service, found and stopped
+    resumed = json.loads(results.read_text())
+    assert sorted(resumed["cells"]) == ["local-podman/debian-bookworm/slow", "local-podman/debian-bookworm/useradd"]
+    assert resumed["cells"]["local-podman/debian-bookworm/useradd"] == killed["cells"]["local-podman/debian-bookworm/useradd"]
+    assert resumed["finished_at"]
+    assert resumed["pairs"]["local-podman/debian-bookworm"]["status"] == "works"
