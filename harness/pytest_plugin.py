@@ -96,25 +96,47 @@ class CellFailed(Exception):
 
 
 class CellItem(pytest.Item):
+    """One host x image x scenario cell. Setup boots the host and loads the image (a failure there
+    is a pytest *error*); the call runs the scenario. Not applicable is a skip, a known issue an xfail."""
+
     cell: tuple[str, str, str]
 
     @property
     def matrix(self) -> Matrix:
         return self.config.stash[MATRIX_KEY]
 
-    def runtest(self) -> None:
-        session = _session(self.config, self.matrix)
-        host, image, scenario = self.cell
-        try:
-            result = session.run_cell(host, image, scenario)
-        except CellError as exc:
-            result = exc.result
+    def _record(self, session: MatrixSession, result: CellResult) -> None:
+        host, image, _ = self.cell
         self.user_properties.append((CELL_PROPERTY, json.dumps(asdict(result))))
         self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(session.host_record(host)))))
         if (host, image) in session.deliveries:
             self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(session.deliveries[(host, image)]))))
-        if result.outcome != "pass":
+
+    def setup(self) -> None:
+        session = _session(self.config, self.matrix)
+        try:
+            session.prepare(*self.cell)
+        except CellError as exc:
+            self._record(session, exc.result)
+            raise CellFailed(exc.result) from None
+
+    def runtest(self) -> None:
+        session = _session(self.config, self.matrix)
+        try:
+            result = session.run_cell(*self.cell)
+        except CellError as exc:
+            result = exc.result
+        self._record(session, result)
+        if result.outcome == "not-applicable":
+            pytest.skip(result.message)
+        if result.outcome == "known-issue":
+            pytest.xfail(result.message)
+        if result.outcome not in ("pass", "flaky"):
             raise CellFailed(result)
+
+    def teardown(self) -> None:
+        if SESSION_KEY in self.config.stash:
+            self.config.stash[SESSION_KEY].cell_done(self.cell[0])
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CellFailed):

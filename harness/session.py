@@ -149,16 +149,8 @@ class MatrixSession:
             self.needed.setdefault(host, set()).add(image)
             self.remaining[host] = self.remaining.get(host, 0) + 1
 
-    def run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
-        """Run one cell; raise CellError when the host or the delivery failed before the scenario ran."""
-        try:
-            return self._run_cell(host_name, image_name, scenario_name)
-        finally:
-            self.remaining[host_name] = self.remaining.get(host_name, 1) - 1
-            if self.remaining[host_name] <= 0 and host_name in self._hosts:
-                self._stop(self._hosts[host_name])
-
-    def _run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
+    def prepare(self, host_name: str, image_name: str, scenario_name: str) -> tuple[Host, DeliveryRecord]:
+        """The host up and the image loaded in its engine; raise CellError when either failed."""
         started_at, start = now(), time.monotonic()
 
         def error(message: str) -> CellError:
@@ -171,6 +163,12 @@ class MatrixSession:
             raise error(str(exc)) from None
         if not delivery.ok:
             raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
+        return host, delivery
+
+    def run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
+        """Run one cell (retrying a failure); raise CellError when the host or the delivery failed."""
+        host, delivery = self.prepare(host_name, image_name, scenario_name)
+        started_at, start = now(), time.monotonic()
         scenario = self.matrix.scenario(scenario_name)
         timeout = scenario.timeout or self.matrix.host(host_name).machine.cell_timeout
 
@@ -181,10 +179,16 @@ class MatrixSession:
         try:
             result = with_retries(attempt(), attempt, self.matrix.retries)
         except HostError as exc:
-            raise error(str(exc)) from None
+            raise CellError(error_result(host_name, image_name, scenario_name, str(exc), started_at, time.monotonic() - start)) from None
         result.started_at = started_at
         result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)
         return apply_known_issues(result, self.matrix.known_issues)
+
+    def cell_done(self, host_name: str) -> None:
+        """Count a finished cell; after a host's last one, stop it to free its cores and memory."""
+        self.remaining[host_name] = self.remaining.get(host_name, 1) - 1
+        if self.remaining[host_name] <= 0 and host_name in self._hosts:
+            self._stop(self._hosts[host_name])
 
     def close(self) -> None:
         """Stop every host, keep their evidence, and remove the run's working files."""
