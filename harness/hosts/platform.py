@@ -19,7 +19,7 @@ PLATFORMS: dict[str, Platform] = {
     # qemu64, libvirt's TCG default, lacks x86-64-v2; "max" gives every feature TCG emulates.
     "amd64": Platform("x86_64", "q35", "ttyS0", "linux-image-cloud-amd64", "max", ("acpi",)),
     # cortex-a57 boots 2.5x faster under TCG than "max" (no pointer authentication to emulate).
-    "arm64": Platform("aarch64", "virt", "ttyAMA0", "linux-image-cloud-arm64", "cortex-a57", ("acpi",)),
+    "arm64": Platform("aarch64", "virt", "ttyAMA0", "linux-image-cloud-arm64", "cortex-a57"),
     "ppc64el": Platform("ppc64le", "pseries", "hvc0", "linux-image-powerpc64le", "POWER9"),
     "s390x": Platform("s390x", "s390-ccw-virtio", "ttysclp0", "linux-image-s390x", "qemu"),
 }
