@@ -28,3 +28,13 @@ def write_matrix(directory: Path, text: str, name: str = "matrix.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text).lstrip())
     return path
+
+
+def add_scenario(scenarios: Path, name: str, script: str, meta: str = "purpose: a test's own scenario\ndimension: engine\n") -> Path:
+    """A scenario directory with an executable `run` and its scenario.yaml."""
+    directory = scenarios / name
+    directory.mkdir(parents=True)
+    (directory / "run").write_text(script)
+    (directory / "run").chmod(0o755)
+    (directory / "scenario.yaml").write_text(meta)
+    return directory

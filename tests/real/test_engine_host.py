@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from harness.engines.service import PodmanService, answers
-from tests.conftest import write_matrix
+from tests.conftest import add_scenario, write_matrix
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
 
@@ -43,10 +43,7 @@ def run(tmp_path_factory):
     repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     shutil.copytree(repo / "vms", directory / "vms")
     shutil.copytree(repo / "scenarios", directory / "scenarios")
-    failing = directory / "scenarios" / "prints-and-fails"
-    failing.mkdir()
-    (failing / "run").write_text("#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
-    (failing / "run").chmod(0o755)
+    add_scenario(directory / "scenarios", "prints-and-fails", "#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
     reports = directory / "reports"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports)],

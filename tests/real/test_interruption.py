@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_matrix
+from tests.conftest import add_scenario, write_matrix
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
 
@@ -54,11 +54,7 @@ def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     shutil.copytree(repo / "vms", tmp_path / "vms")
     shutil.copytree(repo / "scenarios", tmp_path / "scenarios")
-    slow = tmp_path / "scenarios" / "slow"
-    slow.mkdir()
-    (slow / "run").write_text("#!/bin/sh\nsleep 4\necho slept\n")
-    (slow / "run").chmod(0o755)
-    (slow / "scenario.yaml").write_text("purpose: takes a while\ndimension: engine\n")
+    add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nsleep 4\necho slept\n")
     write_matrix(tmp_path, MATRIX)
     results = tmp_path / "reports" / "results.json"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_matrix
+from tests.conftest import add_scenario, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"e2e-{os.getpid()}"
@@ -43,10 +43,7 @@ def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("e2e")
     repo = Path(__file__).resolve().parents[2]
     subprocess.run(["cp", "-r", str(repo / "vms"), str(repo / "scenarios"), str(directory)], check=True)
-    failing = directory / "scenarios" / "exits-3"
-    failing.mkdir()
-    (failing / "run").write_text("#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
-    (failing / "run").chmod(0o755)
+    add_scenario(directory / "scenarios", "exits-3", "#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
     matrix = write_matrix(directory, MATRIX)
     reports = directory / "reports"
     proc = subprocess.run(
