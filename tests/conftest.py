@@ -16,12 +16,31 @@ def repo_root() -> Path:
     return ROOT
 
 
+# The local podman as an engine host; this machine's podman needs runc and explicit ulimits.
+LOCAL_PODMAN_HOST = """
+  - name: local-podman
+    kind: engine
+    local: true
+    runtime: runc
+    ulimits: {nofile: 20000, nproc: 20000}
+"""
+BOOKWORM_IMAGE = """
+  - name: debian-bookworm
+    release: bookworm
+    packages: [passwd]
+"""
+
+
+def project_copy(directory: Path) -> Path:
+    """The project's vms/ and scenarios/ copied beside where a test writes its matrix.yaml."""
+    shutil.copytree(ROOT / "vms", directory / "vms")
+    shutil.copytree(ROOT / "scenarios", directory / "scenarios")
+    return directory
+
+
 @pytest.fixture
 def matrix_dir(tmp_path: Path) -> Path:
-    """A directory with the project's vms/ and scenarios/ beside where a test writes matrix.yaml."""
-    shutil.copytree(ROOT / "vms", tmp_path / "vms")
-    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
-    return tmp_path
+    return project_copy(tmp_path)
 
 
 def write_matrix(directory: Path, text: str, name: str = "matrix.yaml") -> Path:

@@ -14,24 +14,19 @@ import sys
 import pytest
 
 from harness.engines.service import PodmanService, answers
-from tests.conftest import add_scenario, write_matrix
+from tests.conftest import (
+    BOOKWORM_IMAGE,
+    LOCAL_PODMAN_HOST,
+    add_scenario,
+    project_copy,
+    write_matrix,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
 
-# This machine's podman needs runc and explicit ulimits; both are host settings in the matrix.
-MATRIX = """
+MATRIX = f"""
 version: 1
-hosts:
-  - name: local-podman
-    kind: engine
-    local: true
-    runtime: runc
-    ulimits: {nofile: 20000, nproc: 20000}
-images:
-  - name: debian-bookworm
-    release: bookworm
-    packages: [passwd]
-scenarios:
+hosts:{LOCAL_PODMAN_HOST}images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - prints-and-fails
 """
@@ -40,9 +35,7 @@ scenarios:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("engine")
-    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
-    shutil.copytree(repo / "vms", directory / "vms")
-    shutil.copytree(repo / "scenarios", directory / "scenarios")
+    project_copy(directory)
     add_scenario(directory / "scenarios", "prints-and-fails", "#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
     reports = directory / "reports"
     proc = subprocess.run(
@@ -109,9 +102,7 @@ def test_remote_endpoint_over_tcp(tmp_path):
                 break
             except Exception:
                 time.sleep(0.1)
-        repo = __import__("pathlib").Path(__file__).resolve().parents[2]
-        shutil.copytree(repo / "vms", tmp_path / "vms")
-        shutil.copytree(repo / "scenarios", tmp_path / "scenarios")
+        project_copy(tmp_path)
         matrix = MATRIX.replace("    local: true\n", f"    endpoint: {endpoint}\n").replace("  - prints-and-fails\n", "")
         reports = tmp_path / "reports"
         proc = subprocess.run(

@@ -14,24 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import add_scenario, write_matrix
+from tests.conftest import (
+    BOOKWORM_IMAGE,
+    LOCAL_PODMAN_HOST,
+    add_scenario,
+    project_copy,
+    write_matrix,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
 
-MATRIX = """
+MATRIX = f"""
 version: 1
 retries: 0
-hosts:
-  - name: local-podman
-    kind: engine
-    local: true
-    runtime: runc
-    ulimits: {nofile: 20000, nproc: 20000}
-images:
-  - name: debian-bookworm
-    release: bookworm
-    packages: [passwd]
-scenarios:
+hosts:{LOCAL_PODMAN_HOST}images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - slow
 """
@@ -51,9 +47,7 @@ def harness(directory: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
-    repo = Path(__file__).resolve().parents[2]
-    shutil.copytree(repo / "vms", tmp_path / "vms")
-    shutil.copytree(repo / "scenarios", tmp_path / "scenarios")
+    project_copy(tmp_path)
     add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nsleep 4\necho slept\n")
     write_matrix(tmp_path, MATRIX)
     results = tmp_path / "reports" / "results.json"

@@ -7,17 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import add_scenario, write_matrix
+from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"e2e-{os.getpid()}"
 
 # Same host recipe as the default matrix's bookworm-amd64, so the build cache serves both.
-MATRIX = """
+MATRIX = f"""
 version: 1
 defaults:
   boot_timeout: 600
@@ -28,11 +27,7 @@ hosts:
     arch: amd64
     engine: podman
     runtime: crun
-images:
-  - name: debian-bookworm
-    release: bookworm
-    packages: [passwd]
-scenarios:
+images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - exits-3
 """
@@ -41,8 +36,7 @@ scenarios:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("e2e")
-    repo = Path(__file__).resolve().parents[2]
-    subprocess.run(["cp", "-r", str(repo / "vms"), str(repo / "scenarios"), str(directory)], check=True)
+    project_copy(directory)
     add_scenario(directory / "scenarios", "exits-3", "#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
     matrix = write_matrix(directory, MATRIX)
     reports = directory / "reports"

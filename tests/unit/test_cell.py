@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from harness.cell import MAX_OUTPUT, apply_known_issues, cell_result, clip, judge, with_retries
+from harness.cell import (
+    MAX_OUTPUT,
+    apply_known_issues,
+    cell_result,
+    clip,
+    judge,
+    with_retries,
+)
 from harness.config.model import CellPattern, KnownIssue
 from harness.results.model import CellResult, ExecRecord
 

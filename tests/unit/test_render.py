@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from harness.config.model import Policy
 from harness.report.render import matrix_view, render_report
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
+from harness.results.model import (
+    CellResult,
+    DeliveryRecord,
+    HostRecord,
+    ImageRecord,
+    RunResults,
+)
 from harness.supportability import classify
 
 

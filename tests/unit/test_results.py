@@ -7,7 +7,16 @@ import json
 import pytest
 
 from harness.results import store
-from harness.results.model import SCHEMA_VERSION, Attempt, CellResult, DeliveryRecord, HostRecord, ImageRecord, PairResult, RunResults
+from harness.results.model import (
+    SCHEMA_VERSION,
+    Attempt,
+    CellResult,
+    DeliveryRecord,
+    HostRecord,
+    ImageRecord,
+    PairResult,
+    RunResults,
+)
 
 
 def sample() -> RunResults:
