@@ -65,6 +65,50 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hosts(args: argparse.Namespace) -> int:
+    """Host disks are cached by recipe digest; `prune` keeps only those the matrix still uses."""
+    from harness.cache import BuildCache, default_root, digest_of
+    from harness.hosts.build import build_host, host_recipe
+    from harness.mmdebstrap import BuildError
+
+    try:
+        matrix = load_matrix(args.matrix)
+    except MatrixError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    cache = BuildCache(default_root(), "hosts")
+    vm_hosts = [h for h in matrix.hosts if h.kind == "vm"]
+    used = {digest_of(host_recipe(h, matrix.vms_dir)): h.name for h in vm_hosts}
+    if args.action == "list":
+        for digest, recipe, size in cache.entries():
+            user = used.get(digest, "(not in the matrix)")
+            print(f"{digest[:16]}  {recipe['release']:9} {recipe['arch']:8} {recipe['engine']}/{recipe['runtime']:5} {size / 2**20:8.0f} MiB  {user}")
+        for digest, name in used.items():
+            if not cache.has(digest):
+                print(f"{digest[:16]}  {name}: not built yet")
+        return 0
+    if args.action == "build":
+        unknown = set(args.names) - {h.name for h in vm_hosts}
+        if unknown:
+            print(f"{args.matrix}: no VM host named {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        for host in vm_hosts:
+            if args.names and host.name not in args.names:
+                continue
+            try:
+                build, built = build_host(host, matrix.vms_dir, matrix.mirror, cache)
+            except BuildError as exc:
+                print(f"harness: {exc}", file=sys.stderr)
+                return 1
+            print(f"{host.name}: {'built' if built else 'cached'} {build.directory}")
+        return 0
+    for digest, recipe, size in cache.entries():
+        if digest not in used:
+            cache.remove(digest)
+            print(f"removed {digest[:16]} ({recipe['release']} {recipe['arch']}, {size / 2**20:.0f} MiB)")
+    return 0
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     from harness.cache import default_root
     from harness.cleanup import cleanup
@@ -135,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("doctor", help="say what this machine lacks to run hosts")
 
+    p_hosts = sub.add_parser("hosts", help="the build cache of host disks: list, build, prune")
+    p_hosts.add_argument("action", choices=["list", "build", "prune"])
+    p_hosts.add_argument("names", nargs="*", help="hosts of the matrix to build (default: all VM hosts)")
+    p_hosts.add_argument("--matrix", default="matrix.yaml")
+
     p_clean = sub.add_parser("cleanup", help="remove domains and work files that interrupted runs left behind")
     p_clean.add_argument("--hypervisor", default="qemu:///system")
 
@@ -162,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return _diff(args)
     if args.command == "cleanup":
         return _cleanup(args)
+    if args.command == "hosts":
+        return _hosts(args)
     missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
     for line in missing:
         print(line)

@@ -1,0 +1,44 @@
+"""The content-addressed build cache: built once, never half-published, failures leave their log."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cache import BuildCache, digest_of
+
+
+def test_built_once_then_served(tmp_path):
+    cache = BuildCache(tmp_path, "things")
+    calls = []
+
+    def build(tmp, log):
+        calls.append(tmp)
+        log.write_text("built\n")
+        (tmp / "artifact").write_text("x")
+
+    recipe = {"release": "bookworm", "arch": "amd64"}
+    digest = digest_of(recipe)
+    path, built = cache.get_or_build(digest, recipe, build)
+    assert built and (path / "artifact").read_text() == "x" and (path / "build.log").read_text() == "built\n"
+    path2, built2 = cache.get_or_build(digest, recipe, build)
+    assert (path2, built2) == (path, False) and len(calls) == 1
+    assert [(d, r) for d, r, _ in cache.entries()] == [(digest, recipe)]
+
+
+def test_a_changed_recipe_is_another_entry():
+    assert digest_of({"packages": ["a"]}) != digest_of({"packages": ["a", "b"]})
+    assert digest_of({"a": 1, "b": 2}) == digest_of({"b": 2, "a": 1})
+
+
+def test_failed_build_publishes_nothing_and_keeps_its_log(tmp_path):
+    cache = BuildCache(tmp_path, "things")
+
+    def build(tmp, log):
+        log.write_text("E: unable to locate package nosuch\n")
+        raise RuntimeError("mmdebstrap failed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("d1", {}, build)
+    assert not cache.has("d1") and cache.entries() == []
+    assert "nosuch" in (cache.dir / "d1.build.log").read_text()
+    assert not any(p.name.endswith(".partial") for p in cache.dir.iterdir())
