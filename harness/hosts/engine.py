@@ -16,7 +16,6 @@ import docker
 from docker.errors import DockerException
 from docker.types import Ulimit
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ReadTimeout
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
@@ -142,11 +141,9 @@ class EngineHost(Host):
         try:
             if scenario.mode == "service" and command == list(scenario.init):
                 return self._exec_in(wrapped, scenario, argv, timeout, started)
-            timed_out = False
-            try:
-                code: int | None = int(wrapped.wait(timeout=timeout)["StatusCode"])
-            except ReadTimeout:
-                timed_out, code = True, None
+            code = _wait_exit(wrapped, timeout)
+            timed_out = code is None
+            if timed_out:
                 wrapped.kill()
             stdout = wrapped.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
             stderr = wrapped.logs(stdout=False, stderr=True).decode("utf-8", errors="replace")
@@ -202,6 +199,21 @@ class EngineHost(Host):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _wait_exit(container, timeout: float) -> int | None:
+    """The container's exit code, or None if it still runs after `timeout` (polled: a long-poll
+    `wait` over a unix socket reports its own HTTP timeout as a connection error)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return int(container.attrs["State"]["ExitCode"])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
 
 
 def default_endpoint() -> str:

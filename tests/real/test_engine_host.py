@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 import subprocess
 import sys
 
@@ -29,6 +30,8 @@ version: 1
 hosts:{LOCAL_PODMAN_HOST}images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - prints-and-fails
+  - hangs
+  - not-for-this-image
 """
 
 
@@ -37,6 +40,8 @@ def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("engine")
     project_copy(directory)
     add_scenario(directory / "scenarios", "prints-and-fails", "#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
+    add_scenario(directory / "scenarios", "hangs", "#!/bin/sh\necho started\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 3\n")
+    add_scenario(directory / "scenarios", "not-for-this-image", "#!/bin/sh\nexit 0\n", "purpose: x\ndimension: application\nneeds: [nginx]\n")
     reports = directory / "reports"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports)],
@@ -49,13 +54,27 @@ def run(tmp_path_factory):
 
 def test_cells_run_in_the_local_engine(run):
     proc, reports = run
-    assert "1 failed, 1 passed" in proc.stdout
+    assert "2 failed, 1 passed, 1 skipped" in proc.stdout
     results = json.loads((reports / "results.json").read_text())
     useradd = results["cells"]["local-podman/debian-bookworm/useradd"]
     assert useradd["outcome"] == "pass" and "matrixuser:x:" in useradd["stdout"]
     assert useradd["command"][:3] == ["docker", "-H", "unix:///run/container-matrix-harness/podman.sock"]
     failing = results["cells"]["local-podman/debian-bookworm/prints-and-fails"]
     assert failing["outcome"] == "fail" and failing["exit_code"] == 7
+    assert len(failing["attempts"]) == 1  # retried once (retries defaults to 1), failed both times
+    hung = results["cells"]["local-podman/debian-bookworm/hangs"]
+    assert hung["outcome"] == "timeout" and hung["stdout"].strip() == "started"
+    assert results["cells"]["local-podman/debian-bookworm/not-for-this-image"]["outcome"] == "not-applicable"
+    assert results["pairs"]["local-podman/debian-bookworm"]["klass"] == "unsupported-broken"  # engine hosts: only by include
+    assert results["hosts"]["local-podman"]["health"] == "ok"
+
+
+def test_results_follow_their_published_schema(run):
+    import jsonschema
+
+    _, reports = run
+    jsonschema.validate(json.loads((reports / "results.json").read_text()), json.loads(
+        (Path(__file__).resolve().parents[2] / "harness/results/results.schema.json").read_text()))
 
 
 def test_engine_facts_come_from_the_engine(run):
@@ -103,7 +122,7 @@ def test_remote_endpoint_over_tcp(tmp_path):
             except Exception:
                 time.sleep(0.1)
         project_copy(tmp_path)
-        matrix = MATRIX.replace("    local: true\n", f"    endpoint: {endpoint}\n").replace("  - prints-and-fails\n", "")
+        matrix = MATRIX.replace("    local: true\n", f"    endpoint: {endpoint}\n").split("  - prints-and-fails")[0]
         reports = tmp_path / "reports"
         proc = subprocess.run(
             [sys.executable, "-m", "harness.cli", "run", str(write_matrix(tmp_path, matrix)), "--reports", str(reports)],
