@@ -7,11 +7,40 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 COMPLETE = "complete"
+CHECKSUMS = "checksums.json"
+
+
+def content_checksum(path: Path) -> str:
+    """blake2b over the file's data extents and their offsets: holes of a sparse disk image are
+    skipped, so a mostly empty 6 GiB root disk is checked in about a second."""
+    h = hashlib.blake2b(digest_size=32)
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as fh:
+        fd, offset = fh.fileno(), 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            fh.seek(start)
+            h.update(start.to_bytes(8, "little"))
+            remaining = end - start
+            while remaining:
+                chunk = fh.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                remaining -= len(chunk)
+            offset = end
+    return h.hexdigest()
 
 
 def default_root() -> Path:
@@ -49,6 +78,18 @@ class BuildCache:
     def has(self, digest: str) -> bool:
         return (self.path(digest) / COMPLETE).exists()
 
+    def damaged(self, digest: str) -> list[str]:
+        """Files of a complete entry whose content no longer matches the checksum taken at build time."""
+        entry = self.path(digest)
+        if not (entry / CHECKSUMS).exists():
+            self._record_checksums(entry)  # built before checksums were kept: trusted on first use
+            return []
+        try:
+            expected = json.loads((entry / CHECKSUMS).read_text())
+        except ValueError:
+            return [CHECKSUMS]
+        return [name for name, checksum in sorted(expected.items()) if not (entry / name).is_file() or content_checksum(entry / name) != checksum]
+
     def get_or_build(self, digest: str, recipe: dict, build: Callable[[Path, Path], None]) -> tuple[Path, bool]:
         """The entry for `digest`, building it with build(tmpdir, log) if missing; returns (path, built).
 
@@ -57,7 +98,11 @@ class BuildCache:
         final = self.path(digest)
         with _locked(self.dir / f".{digest}.lock"):
             if self.has(digest):
-                return final, False
+                damaged = self.damaged(digest)
+                if not damaged:
+                    return final, False
+                print(f"harness: cached build {final} is damaged ({', '.join(damaged)}): rebuilding it", file=sys.stderr)
+                self.remove(digest)
             tmp = self.dir / f".{digest}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
@@ -65,7 +110,9 @@ class BuildCache:
             log.unlink(missing_ok=True)
             try:
                 build(tmp, log)
-                os.replace(log, tmp / "build.log")
+                if log.exists():
+                    os.replace(log, tmp / "build.log")
+                self._record_checksums(tmp)
                 (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
                 (tmp / COMPLETE).write_text("")
                 shutil.rmtree(final, ignore_errors=True)
@@ -74,6 +121,11 @@ class BuildCache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             return final, True
+
+    @staticmethod
+    def _record_checksums(entry: Path) -> None:
+        sums = {f.name: content_checksum(f) for f in sorted(entry.iterdir()) if f.is_file() and f.name not in ("build.log", CHECKSUMS, COMPLETE)}
+        (entry / CHECKSUMS).write_text(json.dumps(sums, indent=1))
 
     def entries(self) -> list[tuple[str, dict, int]]:
         """(digest, recipe, size in bytes) of every complete entry."""

@@ -84,10 +84,9 @@ class MatrixSession:
             host.facts()
             self._health_check(host, probe)
         except (HostError, BuildError) as exc:
-            self._broken[name] = str(exc)
             if name in self._hosts:
-                self._hosts[name].record.error = str(exc)
-                self._stop(self._hosts[name])
+                self._mark_broken(self._hosts[name], str(exc))
+            self._broken[name] = str(exc)
             raise HostError(str(exc)) from None
         self._keep_evidence(host)
         return host
@@ -103,7 +102,7 @@ class MatrixSession:
 
     def _health_check(self, host: Host, probe: ImageBuild) -> None:
         """A trivial container on the host's engine: if even that fails, the host is broken, not the images."""
-        timeout = self.matrix.host(host.name).machine.cell_timeout
+        timeout = self.matrix.host(host.name).machine.cell_timeout * host.time_scale
         load = host.load_image(probe, timeout)
         run = host.run_scenario(probe.image_id, PROBE_SCENARIO, timeout) if load.exit_code == 0 else load
         if run.exit_code != 0:
@@ -120,6 +119,11 @@ class MatrixSession:
             if name == "console.log":
                 host.record.console_log = str(dest.relative_to(self.reports))
 
+    def _mark_broken(self, host: Host, reason: str) -> None:
+        self._broken[host.name] = reason
+        host.record.error = reason
+        self._stop(host)
+
     def _stop(self, host: Host) -> None:
         self._keep_evidence(host)
         host.stop()
@@ -130,7 +134,7 @@ class MatrixSession:
         key = (host.name, image_name)
         if key not in self.deliveries:
             image = self.image(image_name, host.arch)
-            load = host.load_image(image, timeout=self.matrix.host(host.name).machine.cell_timeout * 4)
+            load = host.load_image(image, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
             self.deliveries[key] = DeliveryRecord(
                 host=host.name,
                 image=image_name,
@@ -158,8 +162,14 @@ class MatrixSession:
 
         try:
             host = self.host(host_name)
-            delivery = self.deliver(host, image_name)
         except (HostError, BuildError) as exc:
+            raise error(str(exc)) from None
+        try:
+            delivery = self.deliver(host, image_name)
+        except BuildError as exc:
+            raise error(str(exc)) from None
+        except HostError as exc:
+            self._mark_broken(host, str(exc))
             raise error(str(exc)) from None
         if not delivery.ok:
             raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
@@ -170,7 +180,7 @@ class MatrixSession:
         host, delivery = self.prepare(host_name, image_name, scenario_name)
         started_at, start = now(), time.monotonic()
         scenario = self.matrix.scenario(scenario_name)
-        timeout = scenario.timeout or self.matrix.host(host_name).machine.cell_timeout
+        timeout = (scenario.timeout or self.matrix.host(host_name).machine.cell_timeout) * host.time_scale
 
         def attempt() -> CellResult:
             execution = host.run_scenario(delivery.image_id, scenario, timeout)
@@ -179,6 +189,9 @@ class MatrixSession:
         try:
             result = with_retries(attempt(), attempt, self.matrix.retries)
         except HostError as exc:
+            # The host died under the cell (a guest panic, qemu killed, libvirtd gone): it is torn
+            # down now and its later cells are errors at once, instead of each waiting for it.
+            self._mark_broken(host, str(exc))
             raise CellError(error_result(host_name, image_name, scenario_name, str(exc), started_at, time.monotonic() - start)) from None
         result.started_at = started_at
         result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)

@@ -19,12 +19,13 @@ ARCHES: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Machine:
-    """Virtual hardware and time limits of a host."""
+    """Virtual hardware and time limits of a host. Timeouts are for real hardware: the harness
+    multiplies them for emulated hosts (see hosts/accel.time_scale)."""
 
     memory_mib: int = 1536
     vcpus: int = 2
-    boot_timeout: float = 300.0
-    cell_timeout: float = 300.0
+    boot_timeout: float = 120.0
+    cell_timeout: float = 120.0
 
     def merged(self, override: dict) -> "Machine":
         return Machine(**{**self.__dict__, **override})

@@ -13,7 +13,7 @@ import libvirt
 
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.podman import Podman
-from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for
+from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
@@ -135,8 +135,9 @@ class LibvirtHost(Host):
                     self._destroy()
                     continue
             self.record.accel, self.record.cpu_model = accel, spec.cpu_model
+            self.record.time_scale = time_scale(accel, self.spec.qemu_arch)
             self.agent = GuestAgent(self.domain)
-            timeout = self.spec.machine.boot_timeout
+            timeout = self.spec.machine.boot_timeout * self.time_scale
             try:
                 AgentAnswers(self.agent).wait_until_ready(self.domain, timeout)
             except WaitTimeout as exc:
@@ -209,7 +210,7 @@ class LibvirtHost(Host):
 
     def facts(self) -> dict[str, str]:
         script = (self.template.parent / "guest" / "facts").read_bytes()
-        result = self.run(["sh", "-s"], timeout=120, stdin=script)
+        result = self.run(["sh", "-s"], timeout=60 * self.time_scale, stdin=script)
         if result.exit_code != 0:
             raise HostError(f"host {self.name}: reading facts failed: {result.stderr.strip()[-500:]}")
         facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)

@@ -56,6 +56,11 @@ class Host(ABC):
         return self.record.name
 
     @property
+    def time_scale(self) -> float:
+        """Factor for the matrix's timeouts (given for real hardware) on this host: >1 when emulated."""
+        return self.record.time_scale
+
+    @property
     def arch(self) -> str:
         """Debian name of the host's architecture: which build of each image it needs."""
         return self.record.arch

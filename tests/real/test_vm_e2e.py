@@ -18,9 +18,6 @@ RUN_ID = f"e2e-{os.getpid()}"
 # Same host recipe as the default matrix's bookworm-amd64, so the build cache serves both.
 MATRIX = f"""
 version: 1
-defaults:
-  boot_timeout: 600
-  cell_timeout: 300
 hosts:
   - name: bookworm-amd64
     release: bookworm

@@ -42,3 +42,26 @@ def test_failed_build_publishes_nothing_and_keeps_its_log(tmp_path):
     assert not cache.has("d1") and cache.entries() == []
     assert "nosuch" in (cache.dir / "d1.build.log").read_text()
     assert not any(p.name.endswith(".partial") for p in cache.dir.iterdir())
+
+
+def test_a_damaged_entry_is_detected_and_rebuilt(tmp_path, capsys):
+    cache = BuildCache(tmp_path, "things")
+    builds = []
+
+    def build(tmp, log):
+        builds.append(1)
+        with open(tmp / "disk.img", "wb") as fh:  # sparse, like a root disk
+            fh.seek(1 << 30)
+            fh.write(b"end")
+            fh.seek(4096)
+            fh.write(b"data")
+
+    path, _ = cache.get_or_build("d", {}, build)
+    assert cache.damaged("d") == []
+    with open(path / "disk.img", "r+b") as fh:
+        fh.seek(4096)
+        fh.write(b"DATA")
+    assert cache.damaged("d") == ["disk.img"]
+    path, built = cache.get_or_build("d", {}, build)
+    assert built and len(builds) == 2 and cache.damaged("d") == []
+    assert "is damaged (disk.img): rebuilding it" in capsys.readouterr().err
