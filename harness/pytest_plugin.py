@@ -44,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hypervisor", default=os.environ.get("HARNESS_HYPERVISOR", "qemu:///system"), help="libvirt URI that runs the host VMs")
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
+    group.addoption("--reuse", action="store_true", help="take cells whose host, image, scenario and harness are unchanged from the result cache")
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
 
 
@@ -114,6 +115,8 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
+        if session.reused(*self.cell) is not None:
+            return
         try:
             session.prepare(*self.cell)
         except CellError as exc:
@@ -163,7 +166,9 @@ def _cache_root(config: pytest.Config) -> Path:
 def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
         signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
-        session = MatrixSession(matrix, config.option.run_id, Path(config.option.reports).resolve(), _cache_root(config), config.option.hypervisor)
+        session = MatrixSession(
+            matrix, config.option.run_id, Path(config.option.reports).resolve(), _cache_root(config), config.option.hypervisor, reuse=config.option.reuse
+        )
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]

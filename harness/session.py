@@ -20,6 +20,7 @@ from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
+from harness.results.reuse import ResultCache, cell_key
 
 
 _PROBE_DIR = Path(__file__).parent / "harness-probe"
@@ -51,6 +52,13 @@ class MatrixSession:
     _broken: dict[str, str] = field(default_factory=dict)
     _images: dict[tuple[str, str], ImageBuild] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
+    # --reuse: take unchanged cells from the result cache; every judged cell is stored there anyway.
+    reuse: bool = False
+    _reused_hosts: dict[str, HostRecord] = field(default_factory=dict)
+
+    @property
+    def results_cache(self) -> ResultCache:
+        return ResultCache(self.cache_root)
 
     @property
     def workdir(self) -> Path:
@@ -65,6 +73,8 @@ class MatrixSession:
     def host_record(self, name: str) -> HostRecord:
         if name in self._hosts:
             return self._hosts[name].record
+        if name in self._reused_hosts:
+            return self._reused_hosts[name]
         spec = self.matrix.host(name)
         return HostRecord(name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, error=self._broken.get(name, ""))
 
@@ -175,8 +185,29 @@ class MatrixSession:
             raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
         return host, delivery
 
+    def _key(self, host_name: str, image_name: str, scenario_name: str) -> str:
+        m = self.matrix
+        return cell_key(m.host(host_name), m.image(image_name), m.scenario(scenario_name), m.vms_dir)
+
+    def reused(self, host_name: str, image_name: str, scenario_name: str) -> CellResult | None:
+        """With --reuse, the cell's cached verdict (and its host's and delivery's records), if unchanged."""
+        if not self.reuse:
+            return None
+        hit = self.results_cache.get(self._key(host_name, image_name, scenario_name))
+        if hit is None:
+            return None
+        cell, host, delivery = hit
+        self._reused_hosts.setdefault(host_name, host)
+        if delivery is not None:
+            self.deliveries.setdefault((host_name, image_name), delivery)
+        cell.message = f"reused from the result cache (run of {cell.started_at}){'; ' + cell.message if cell.message else ''}"
+        return apply_known_issues(cell, self.matrix.known_issues)
+
     def run_cell(self, host_name: str, image_name: str, scenario_name: str) -> CellResult:
         """Run one cell (retrying a failure); raise CellError when the host or the delivery failed."""
+        reused = self.reused(host_name, image_name, scenario_name)
+        if reused is not None:
+            return reused
         host, delivery = self.prepare(host_name, image_name, scenario_name)
         started_at, start = now(), time.monotonic()
         scenario = self.matrix.scenario(scenario_name)
@@ -195,6 +226,7 @@ class MatrixSession:
             raise CellError(error_result(host_name, image_name, scenario_name, str(exc), started_at, time.monotonic() - start)) from None
         result.started_at = started_at
         result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)
+        self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)
 
     def cell_done(self, host_name: str) -> None:

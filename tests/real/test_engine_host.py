@@ -135,3 +135,16 @@ def test_remote_endpoint_over_tcp(tmp_path):
     finally:
         service.terminate()
         service.wait()
+
+
+def test_reuse_takes_unchanged_cells_from_the_cache(run, tmp_path):
+    proc, reports = run
+    again = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(reports.parent / "matrix.yaml"), "--reports", str(tmp_path), "--reuse"],
+        capture_output=True,
+        text=True,
+    )
+    assert "2 failed, 1 passed, 1 skipped" in again.stdout
+    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
+    assert cells["local-podman/debian-bookworm/useradd"]["stdout"] == json.loads((reports / "results.json").read_text())["cells"]["local-podman/debian-bookworm/useradd"]["stdout"]

@@ -97,3 +97,17 @@ def test_no_domain_is_left_running(run):
     finally:
         conn.close()
     assert not [n for n in names if n.startswith(f"harness-{RUN_ID}-")], names
+
+
+def test_reuse_boots_no_vm_when_nothing_changed(run):
+    proc, reports = run
+    console = reports / "hosts" / "bookworm-amd64" / "console.log"
+    before = console.stat().st_mtime_ns
+    matrix = reports.parent / "matrix.yaml"
+    again = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), "--reuse"], capture_output=True, text=True
+    )
+    assert "1 failed, 1 passed" in again.stdout
+    assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
+    cells = json.loads((reports / "results.json").read_text())["cells"]
+    assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
