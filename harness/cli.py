@@ -50,6 +50,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-rfE",
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
+        *(["--harness-debug", "--tb=long"] if args.debug else ["--tb=short"]),
         *pytest_args,
     ]
     return int(pytest.main(argv))
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("matrix", nargs="?", default="matrix.yaml")
     p_run.add_argument("--reports", default="reports")
     p_run.add_argument("--hypervisor", default="qemu:///system")
+    p_run.add_argument("--debug", action="store_true", help="show tracebacks of the harness's own failures")
 
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
     p_report.add_argument("results", nargs="?", default="reports/results.json")

@@ -44,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hypervisor", default=os.environ.get("HARNESS_HYPERVISOR", "qemu:///system"), help="libvirt URI that runs the host VMs")
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
+    group.addoption("--harness-debug", action="store_true", help="show tracebacks of the harness's own failures")
     group.addoption("--reuse", action="store_true", help="take cells whose host, image, scenario and harness are unchanged from the result cache")
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
 
@@ -153,6 +154,9 @@ class CellItem(pytest.Item):
                     lines.append(f"--- {stream} (last lines) ---")
                     lines.extend(text.splitlines()[-20:])
             return "\n".join(lines)
+        if not self.config.option.harness_debug:
+            exc = excinfo.value
+            return f"harness error in cell {self.name}: {type(exc).__name__}: {exc} (harness run --debug shows the traceback)"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):

@@ -7,6 +7,7 @@ its failure is the verdict of each of its cells.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ from harness.results.reuse import ResultCache, cell_key
 _PROBE_DIR = Path(__file__).parent / "harness-probe"
 # Run in the probe image on every host before its cells; a plain scenario, delivered like the others.
 PROBE_SCENARIO = ScenarioSpec("harness-probe", _PROBE_DIR, _PROBE_DIR / "run", "a trivial container runs", None, dimension="engine")
+
+
+def _os_problem(exc: OSError) -> str:
+    """One line for a failure of this machine itself (a full disk, permissions), naming the path."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full{where}: free some space, or set HARNESS_CACHE to a larger disk"
+    return f"{exc.strerror or exc}{where}"
 
 
 class CellError(Exception):
@@ -51,6 +60,7 @@ class MatrixSession:
     _hosts: dict[str, Host] = field(default_factory=dict)
     _broken: dict[str, str] = field(default_factory=dict)
     _images: dict[tuple[str, str], ImageBuild] = field(default_factory=dict)
+    _failed_images: dict[tuple[str, str], str] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
     # --reuse: take unchanged cells from the result cache; every judged cell is stored there anyway.
     reuse: bool = False
@@ -89,10 +99,16 @@ class MatrixSession:
             host = self.provisioner.provision(self.matrix.host(name))
             self._hosts[name] = host
             probe = self._build(PROBE_IMAGE, host.arch)
-            images = [self.image(i, host.arch) for i in sorted(self.needed.get(name, ()))]
+            images = [built for i in sorted(self.needed.get(name, ())) if (built := self._image_or_none(i, host.arch))]
             host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
             host.facts()
             self._health_check(host, probe)
+        except OSError as exc:
+            reason = f"host {name}: {_os_problem(exc)}"
+            if name in self._hosts:
+                self._mark_broken(self._hosts[name], reason)
+            self._broken[name] = reason
+            raise HostError(reason) from None
         except (HostError, BuildError) as exc:
             if name in self._hosts:
                 self._mark_broken(self._hosts[name], str(exc))
@@ -102,7 +118,23 @@ class MatrixSession:
         return host
 
     def image(self, name: str, arch: str) -> ImageBuild:
-        return self._build(self.matrix.image(name), arch)
+        """The built image; a failed build is remembered and raised again for each of its cells."""
+        if (name, arch) in self._failed_images:
+            raise BuildError(self._failed_images[(name, arch)])
+        try:
+            return self._build(self.matrix.image(name), arch)
+        except OSError as exc:
+            self._failed_images[(name, arch)] = f"image {name} for {arch}: {_os_problem(exc)}"
+        except BuildError as exc:
+            self._failed_images[(name, arch)] = str(exc)
+        raise BuildError(self._failed_images[(name, arch)])
+
+    def _image_or_none(self, name: str, arch: str) -> ImageBuild | None:
+        """For a host's start: an image that fails to build is its cells' error, not the host's."""
+        try:
+            return self.image(name, arch)
+        except BuildError:
+            return None
 
     def _build(self, spec, arch: str) -> ImageBuild:
         key = (spec.name, arch)

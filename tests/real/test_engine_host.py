@@ -177,3 +177,20 @@ def test_reuse_takes_unchanged_cells_from_the_cache(run, tmp_path):
     cells = json.loads((tmp_path / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
     assert cells["local-podman/debian-bookworm/useradd"]["stdout"] == json.loads((reports / "results.json").read_text())["cells"]["local-podman/debian-bookworm/useradd"]["stdout"]
+
+
+def test_an_image_that_cannot_be_built_is_one_clear_error(tmp_path):
+    project_copy(tmp_path)
+    bad = BOOKWORM_IMAGE.replace("debian-bookworm", "broken").replace("[passwd]", "[no-such-package-xyz]")
+    matrix = f"version: 1\nhosts:{LOCAL_PODMAN_HOST}images:{BOOKWORM_IMAGE}{bad}scenarios: [useradd]\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(write_matrix(tmp_path, matrix)), "--reports", str(tmp_path / "reports")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "1 passed, 1 error" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    cell = json.loads((tmp_path / "reports" / "results.json").read_text())["cells"]["local-podman/broken/useradd"]
+    assert cell["outcome"] == "error"
+    assert cell["message"].startswith("image broken for amd64: mmdebstrap failed")
+    assert "build.log" in cell["message"]
