@@ -16,6 +16,8 @@ def repo_root() -> Path:
     return ROOT
 
 
+needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
+
 # The local podman as an engine host; this machine's podman needs runc and explicit ulimits.
 LOCAL_PODMAN_HOST = """
   - name: local-podman

@@ -7,10 +7,9 @@ loaded through the engine's API, and the scenarios really run in it.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +18,12 @@ from tests.conftest import (
     BOOKWORM_IMAGE,
     LOCAL_PODMAN_HOST,
     add_scenario,
+    needs_podman,
     project_copy,
     write_matrix,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
+pytestmark = needs_podman
 
 MATRIX = f"""
 version: 1

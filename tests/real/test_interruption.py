@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import (
     BOOKWORM_IMAGE,
     LOCAL_PODMAN_HOST,
     add_scenario,
+    needs_podman,
     project_copy,
     write_matrix,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (./setup-machine installs it)")
+pytestmark = needs_podman
 
 MATRIX = f"""
 version: 1
