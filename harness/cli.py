@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         return 3
     import pytest
 
+    try:
+        workers = _workers(args.workers, matrix)
+    except ValueError:
+        print(f"harness: --workers takes a number or auto, not {args.workers!r}", file=sys.stderr)
+        return 2
     reports = Path(args.reports)
     argv = [
         str(matrix.path),
@@ -51,9 +57,19 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
         *(["--harness-debug", "--tb=long"] if args.debug else ["--tb=short"]),
+        *(["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []),
         *pytest_args,
     ]
     return int(pytest.main(argv))
+
+
+def _workers(requested: str, matrix) -> int:
+    """Workers for a run: each runs one host at a time, so no more than hosts, cores, or memory allow."""
+    if requested != "auto":
+        return max(1, int(requested))
+    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2**20
+    per_host = max(h.machine.memory_mib for h in matrix.hosts) + 512
+    return max(1, min(len(matrix.hosts), os.cpu_count() or 1, memory_mib // per_host))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -175,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--reports", default="reports")
     p_run.add_argument("--hypervisor", default="qemu:///system")
     p_run.add_argument("--debug", action="store_true", help="show tracebacks of the harness's own failures")
+    p_run.add_argument("--workers", default="1", help="hosts run at once: a number, or auto (as many as cores and memory allow)")
 
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
     p_report.add_argument("results", nargs="?", default="reports/results.json")

@@ -65,30 +65,46 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ResultsRecorder(config), "harness-results")
 
 
+def _is_matrix(path: Path) -> bool:
+    return path.suffix in (".yaml", ".yml") and path.name.startswith("matrix")
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix in (".yaml", ".yml") and file_path.name.startswith("matrix"):
-        return MatrixFile.from_parent(parent, path=file_path)
-    return None
+    return MatrixFile.from_parent(parent, path=file_path) if _is_matrix(file_path) else None
 
 
 class MatrixFile(pytest.File):
+    """matrix.yaml -> one collector per host -> one item per image x scenario cell on it.
+
+    Grouping cells under their host gives node ids like matrix.yaml::HOST::IMAGE/SCENARIO, so
+    pytest-xdist's --dist loadscope sends all cells of a host to one worker, which boots it once.
+    """
+
     def collect(self):
         matrix = load_matrix(self.path)
         if MATRIX_KEY in self.config.stash and self.config.stash[MATRIX_KEY].path != matrix.path:
             raise MatrixError([f"{self.path}: one matrix per run ({self.config.stash[MATRIX_KEY].path} was collected first)"])
         self.config.stash[MATRIX_KEY] = matrix
         for host in matrix.hosts:
-            for image in matrix.images:
-                for scenario in matrix.scenarios:
-                    item = CellItem.from_parent(self, name=f"{host.name}/{image.name}/{scenario.name}")
-                    item.cell = (host.name, image.name, scenario.name)
-                    item.extra_keyword_matches.update({host.name, image.name, scenario.name, host.arch, host.release, host.engine})
-                    yield item
+            collector = HostCollector.from_parent(self, name=host.name)
+            collector.extra_keyword_matches.update({host.arch, host.release, host.engine, host.kind} - {""})
+            yield collector
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, MatrixError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
+
+
+class HostCollector(pytest.Collector):
+    def collect(self):
+        matrix = self.config.stash[MATRIX_KEY]
+        for image in matrix.images:
+            for scenario in matrix.scenarios:
+                item = CellItem.from_parent(self, name=f"{image.name}/{scenario.name}")
+                item.cell = (self.name, image.name, scenario.name)
+                item.extra_keyword_matches.update({image.name, scenario.name})
+                yield item
 
 
 class CellFailed(Exception):
@@ -156,11 +172,11 @@ class CellItem(pytest.Item):
             return "\n".join(lines)
         if not self.config.option.harness_debug:
             exc = excinfo.value
-            return f"harness error in cell {self.name}: {type(exc).__name__}: {exc} (harness run --debug shows the traceback)"
+            return f"harness error in cell {'/'.join(self.cell)}: {type(exc).__name__}: {exc} (harness run --debug shows the traceback)"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"cell {self.name}"
+        return self.path, None, f"cell {'/'.join(self.cell)}"
 
 
 def _cache_root(config: pytest.Config) -> Path:
@@ -216,11 +232,16 @@ class ResultsRecorder:
     def _save(self) -> None:
         store.save(self.results, self.reports / "results.json")
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self) -> None:
-        if MATRIX_KEY not in self.config.stash:
+    def pytest_sessionstart(self) -> None:
+        # Under pytest-xdist the controller collects nothing, so it reads the matrix itself.
+        paths = [Path(a.split("::")[0]) for a in self.config.args]
+        matrices = [p for p in paths if _is_matrix(p) and p.is_file()]
+        if not matrices:
             return
-        self.matrix = self.config.stash[MATRIX_KEY]
+        try:
+            self.matrix = load_matrix(matrices[0])
+        except MatrixError:
+            return  # collection reports it
         self._clean_leftovers()
         self.results = RunResults(
             run_id=self.config.option.run_id,
