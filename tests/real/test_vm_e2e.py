@@ -82,7 +82,8 @@ def test_report_shows_the_matrix_and_escapes_output(run):
     _, reports = run
     html = (reports / "matrix.html").read_text()
     assert 'id="host-bookworm-amd64"' in html
-    assert 'data-host="bookworm-amd64" data-image="debian-bookworm" data-outcome="fail"' in html
+    assert 'id="pair-bookworm-amd64--debian-bookworm"' in html
+    assert 'data-class="supported-fail"' in html  # a bookworm image on a bookworm host, one scenario failing
     assert "about to fail &lt;b&gt;loudly&lt;/b&gt;" in html
     assert "matrixuser:x:" in html
     assert (reports / "junit.xml").exists()
