@@ -81,7 +81,9 @@ class LibvirtHost(Host):
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
-        cmdline = f"root=/dev/vda rw console={platform.console} init=/usr/lib/harness/init panic=-1 {self.spec.kernel_cmdline}"
+        # panic=1: a kernel panic, or the initramfs failing to find root or init, reboots at once, and
+        # a reboot ends the domain (on_reboot=destroy), so a host that cannot boot fails fast.
+        cmdline = f"root=/dev/vda rw console={platform.console} init=/usr/lib/harness/init panic=1 {self.spec.kernel_cmdline}"
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
             run_id=self.run_id,
