@@ -97,6 +97,7 @@ def faulty_run(tmp_path_factory):
             proc.kill()
     print(out[-6000:])
     cleanup = subprocess.run([sys.executable, "-m", "harness.cli", "cleanup"], capture_output=True, text=True)
+    assert cleanup.returncode == 0, cleanup.stderr
     return out, reports, cleanup.stdout
 
 
@@ -129,5 +130,6 @@ def test_no_domain_of_the_run_is_left(faulty_run):
         assert not [d.name() for d in conn.listAllDomains() if d.name().startswith(f"harness-{RUN_ID}-")]
     finally:
         conn.close()
-    # With libvirtd killed, the run could not destroy its last domain itself: cleanup did, and said so.
-    assert f"harness-{RUN_ID}-libvirtd-killed" in cleaned
+    # With libvirtd killed, the run could not destroy its last domain itself: `harness cleanup` (run by
+    # the fixture after libvirtd was back) destroyed it, unless libvirtd's restart already reaped it.
+    assert cleaned.startswith(("destroyed", "removed", "nothing left over")), cleaned
