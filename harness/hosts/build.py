@@ -105,7 +105,7 @@ def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) ->
         log.write_text(f"# host {spec.name} ({spec.release}/{spec.arch}), harness {__version__}\n")
         run_logged(mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror), log, f"host {spec.name}")
         _install_guest_files(spec, vms_dir, rootfs)
-        shutil.copyfile(_only(rootfs, "vmlinuz-*"), tmp / "vmlinuz")
+        shutil.copyfile(_only(rootfs, "vmlinu[xz]-*"), tmp / "vmlinuz")  # ppc64el ships an uncompressed vmlinux
         shutil.copyfile(_only(rootfs, "initrd.img-*"), tmp / "initrd.img")
         size = _tree_size_mib(rootfs) + FREE_SPACE_MIB
         run_logged(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(tmp / "root.img"), f"{size}M"], log, f"host {spec.name}")
