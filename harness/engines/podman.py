@@ -37,9 +37,9 @@ class Podman:
             flags += ["--systemd", "always"]
         return flags
 
-    def run(self, image_id: str, mount: tuple[str, str], command: list[str], options: ScenarioOptions) -> list[str]:
+    def run(self, name: str, image_id: str, mount: tuple[str, str], command: list[str], options: ScenarioOptions) -> list[str]:
         """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
-        return ["podman", "run", "--rm", *self._common(mount, options), image_id, *command]
+        return ["podman", "run", "--rm", "--name", name, *self._common(mount, options), image_id, *command]
 
     def start_service(self, name: str, image_id: str, mount: tuple[str, str], init: list[str], options: ScenarioOptions) -> list[str]:
         return ["podman", "run", "--detach", "--name", name, *self._common(mount, options), image_id, *init]

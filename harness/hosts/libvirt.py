@@ -164,16 +164,15 @@ class LibvirtHost(Host):
                 load.exit_code, load.stderr = check.exit_code, load.stderr + f"\nloaded, but no image {image.image_id}"
         return load
 
-    def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec) -> list[list[str]]:
-        """The engine commands of a cell, in order: one `run`, or start/exec/remove for a service."""
+    def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:
+        """The engine commands of a cell, in order: one `run`, or check/start/exec/remove for a service."""
         mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
         command = scenario_command(scenario)
         if scenario.mode != "service":
-            return [self.engine.run(image_id, mount, command, scenario.options)]
-        name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
+            return [self.engine.run(name, image_id, mount, command, scenario.options)]
         check = needs_check(scenario)
         return [
-            *([self.engine.run(image_id, mount, check, ScenarioOptions())] if check else []),
+            *([self.engine.run(f"{name}-needs", image_id, mount, check, ScenarioOptions())] if check else []),
             self.engine.start_service(name, image_id, mount, list(scenario.init), scenario.options),
             self.engine.exec(name, command),
             self.engine.remove(name),
@@ -181,25 +180,26 @@ class LibvirtHost(Host):
 
     def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
         return [shlex.join(self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"))] + [
-            shlex.join(argv) for argv in self._scenario_argvs(image.image_id, scenario)
+            shlex.join(argv) for argv in self._scenario_argvs(image.image_id, scenario, f"harness-{scenario.name}")
         ]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        argvs = self._scenario_argvs(image_id, scenario)
-        if len(argvs) == 1:
-            return self.run(argvs[0], timeout)
-        *checks, start, execute, remove = argvs
-        for check in checks:
-            checked = self.run(check, timeout)
-            if checked.exit_code != 0:
-                return checked
-        started = self.run(start, timeout)
+        name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
+        argvs = self._scenario_argvs(image_id, scenario, name)
+        if scenario.mode == "service":
+            argvs = argvs[:-1]  # the service is removed below, whatever happens
+        result = None
         try:
-            if started.exit_code != 0:
-                return started
-            return self.run(execute, timeout)
+            for argv in argvs[:-1]:  # the needs check, then starting the service
+                result = self.run(argv, timeout)
+                if result.exit_code != 0:
+                    return result
+            result = self.run(argvs[-1], timeout)
+            return result
         finally:
-            self.run(remove, 60)
+            # A service always needs removing; a timed-out `podman run` leaves its container behind.
+            if scenario.mode == "service" or (result is not None and result.timed_out):
+                self.run(self.engine.remove(name), 60 * self.time_scale)
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         if self.agent is None:

@@ -72,3 +72,42 @@ def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     assert resumed["cells"]["local-podman/debian-bookworm/useradd"] == killed["cells"]["local-podman/debian-bookworm/useradd"]
     assert resumed["finished_at"]
     assert resumed["pairs"]["local-podman/debian-bookworm"]["status"] == "works"
+
+
+def test_sigterm_tears_down_and_keeps_results(tmp_path):
+    project_copy(tmp_path)
+    add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nsleep 30\n")
+    write_matrix(tmp_path, MATRIX)
+    results = tmp_path / "reports" / "results.json"
+    proc = harness(tmp_path)
+    deadline = time.monotonic() + 600
+    while not (results.exists() and json.loads(results.read_text())["cells"]):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(2)  # the slow cell is running
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    kept = json.loads(results.read_text())
+    assert kept["cells"]["local-podman/debian-bookworm/useradd"]["outcome"] == "pass"
+    assert "Traceback" not in out
+    # the podman API service this run started is gone with it
+    assert not (tmp_path / "podman.sock").exists()
+
+
+def test_a_damaged_cached_image_is_rebuilt(tmp_path):
+    """The probe image's cached archive is corrupted on purpose: the run notices and rebuilds it."""
+    from harness.cache import BuildCache, default_root
+    from harness.config.model import PROBE_IMAGE
+    from harness.images.build import build_image
+
+    build, _ = build_image(PROBE_IMAGE, "amd64", "http://deb.debian.org/debian", BuildCache(default_root(), "images"))
+    with open(build.archive, "r+b") as fh:
+        fh.seek(build.size // 2)
+        fh.write(b"corrupted by a test")
+    project_copy(tmp_path)
+    add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nexit 0\n")
+    write_matrix(tmp_path, MATRIX)
+    out, _ = harness(tmp_path).communicate(timeout=900)
+    assert "is damaged (image.oci.tar): rebuilding it" in out
+    assert "2 passed" in out

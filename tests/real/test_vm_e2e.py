@@ -27,6 +27,7 @@ hosts:
 images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - exits-3
+  - hangs
 """
 
 
@@ -34,6 +35,7 @@ images:{BOOKWORM_IMAGE}scenarios:
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("e2e")
     project_copy(directory)
+    add_scenario(directory / "scenarios", "hangs", "#!/bin/sh\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 2\n")
     add_scenario(directory / "scenarios", "exits-3", "#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
     matrix = write_matrix(directory, MATRIX)
     reports = directory / "reports"
@@ -50,7 +52,7 @@ def run(tmp_path_factory):
 def test_run_exits_with_pytest_status(run):
     proc, _ = run
     assert proc.returncode == 1, "one cell fails on purpose, so the run reports failure"
-    assert "1 failed, 1 passed" in proc.stdout
+    assert "2 failed, 1 passed" in proc.stdout
 
 
 def test_results_record_real_host_and_cells(run):
@@ -73,6 +75,9 @@ def test_results_record_real_host_and_cells(run):
     failing = results["cells"]["bookworm-amd64/debian-bookworm/exits-3"]
     assert failing["outcome"] == "fail" and failing["exit_code"] == 3
     assert failing["stderr"].strip() == "oops"
+
+    hung = results["cells"]["bookworm-amd64/debian-bookworm/hangs"]
+    assert hung["outcome"] == "timeout" and hung["exit_code"] == 124  # the guest's `timeout`, scaled for TCG
 
     delivery = results["deliveries"]["bookworm-amd64/debian-bookworm"]
     assert delivery["ok"] and delivery["image_id"].startswith("sha256:")
@@ -108,7 +113,7 @@ def test_reuse_boots_no_vm_when_nothing_changed(run):
     again = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), "--reuse"], capture_output=True, text=True
     )
-    assert "1 failed, 1 passed" in again.stdout
+    assert "2 failed, 1 passed" in again.stdout
     assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
     cells = json.loads((reports / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())

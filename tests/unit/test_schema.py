@@ -140,3 +140,25 @@ def test_engine_host_kind(matrix_dir):
     assert matrix.host("h2").kind == "engine" and matrix.host("h2").local and matrix.host("h2").ulimits == {"nofile": 1024}
     bad = text.replace("    local: true\n", "    local: true\n    release: trixie\n")
     assert "hosts[1].release: unknown key" in problems_of(write_matrix(matrix_dir, bad))[0]
+
+
+def test_libvirtd_not_answering_is_one_clear_line(matrix_dir):
+    path = write_matrix(matrix_dir, GOOD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(path), "--hypervisor", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"],
+        capture_output=True,
+        text=True,
+        cwd=matrix_dir,
+    )
+    assert proc.returncode == 3
+    assert "libvirt at qemu+unix:///system?socket=/nonexistent/libvirt-sock does not answer" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_full_disk_is_named_not_traced():
+    import errno
+
+    from harness.session import _os_problem
+
+    message = _os_problem(OSError(errno.ENOSPC, "No space left on device", "/var/cache/x/root.img"))
+    assert message == "the disk is full (/var/cache/x/root.img): free some space, or set HARNESS_CACHE to a larger disk"
