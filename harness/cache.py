@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import shutil
-import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,6 +41,10 @@ def content_checksum(path: Path) -> str:
                 remaining -= len(chunk)
             offset = end
     return h.hexdigest()
+
+
+class DamagedBuild(UserWarning):
+    """A cached build failed its checksum and is being rebuilt."""
 
 
 def default_root() -> Path:
@@ -101,7 +105,8 @@ class BuildCache:
                 damaged = self.damaged(digest)
                 if not damaged:
                     return final, False
-                print(f"harness: cached build {final} is damaged ({', '.join(damaged)}): rebuilding it", file=sys.stderr)
+                # A warning, so pytest shows it in its summary even though the build ran inside a cell.
+                warnings.warn(DamagedBuild(f"cached build {final} is damaged ({', '.join(damaged)}): rebuilding it"), stacklevel=2)
                 self.remove(digest)
             tmp = self.dir / f".{digest}.partial"
             shutil.rmtree(tmp, ignore_errors=True)

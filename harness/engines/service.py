@@ -78,15 +78,18 @@ class PodmanService:
         raise RuntimeError(f"podman system service did not answer on {self.sock}; see {self.sock.parent / 'podman-service.log'}")
 
     def stop(self) -> None:
+        """Stop the service this object started (one found running is left alone)."""
+        if self.process is None:
+            return
         self.pid_file.unlink(missing_ok=True)
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        self.sock.unlink(missing_ok=True)
 
 
 def stop_orphaned(sock: Path | None = None) -> str | None:

@@ -44,6 +44,13 @@ def harness(directory: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def wait_for_first_cell(results: Path, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 600
+    while not (results.exists() and json.loads(results.read_text())["cells"]):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before its first cell"
+        time.sleep(0.05)
+
+
 def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     project_copy(tmp_path)
     add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nsleep 4\necho slept\n")
@@ -51,11 +58,7 @@ def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     results = tmp_path / "reports" / "results.json"
 
     first = harness(tmp_path)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if results.exists() and json.loads(results.read_text())["cells"]:
-            break
-        time.sleep(0.05)
+    wait_for_first_cell(results, first)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     killed = json.loads(results.read_text())
@@ -80,10 +83,7 @@ def test_sigterm_tears_down_and_keeps_results(tmp_path):
     write_matrix(tmp_path, MATRIX)
     results = tmp_path / "reports" / "results.json"
     proc = harness(tmp_path)
-    deadline = time.monotonic() + 600
-    while not (results.exists() and json.loads(results.read_text())["cells"]):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    wait_for_first_cell(results, proc)
     time.sleep(2)  # the slow cell is running
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
