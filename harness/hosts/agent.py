@@ -37,6 +37,23 @@ class GuestAgent:
             raise AgentError(f"guest agent {command}: {exc.get_error_message()}") from None
         return json.loads(reply)["return"]
 
+    def _alive(self) -> bool:
+        try:
+            return bool(self.domain.isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def _patient_call(self, command: str, arguments: dict, deadline: float) -> dict:
+        """A call that rides out a busy agent: under emulation and load libvirt may report the agent
+        "not available for now" for a while. It gives up when the domain is gone or at the deadline."""
+        while True:
+            try:
+                return self._call(command, arguments)
+            except AgentError:
+                if time.monotonic() > deadline or not self._alive():
+                    raise
+                time.sleep(1)
+
     def ping(self, timeout: int = 2) -> None:
         self._call("guest-ping", timeout=timeout)
 
@@ -47,11 +64,11 @@ class GuestAgent:
         if stdin is not None:
             args["input-data"] = base64.b64encode(stdin).decode()
         started = time.monotonic()
-        pid = self._call("guest-exec", args)["pid"]
         deadline = started + timeout + _GRACE_SECONDS
+        pid = self._patient_call("guest-exec", args, min(deadline, started + _GRACE_SECONDS))["pid"]
         delay = 0.02
         while True:
-            status = self._call("guest-exec-status", {"pid": pid})
+            status = self._patient_call("guest-exec-status", {"pid": pid}, deadline)
             if status.get("exited"):
                 break
             if time.monotonic() > deadline:
