@@ -6,7 +6,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +62,29 @@ def digest_of(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+def _mounts_below(path: Path) -> list[str]:
+    """Mount points inside `path`, deepest first (mountinfo escapes blanks as octal)."""
+    prefix = str(path.resolve()) + "/"
+    points = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a build tree, even one an interrupted mmdebstrap left with /proc, /sys and /dev
+    mounted inside it (rmtree alone fails on those, and the next build then finds its way blocked)."""
+    for point in _mounts_below(path):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
 @contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +134,7 @@ class BuildCache:
                 warnings.warn(DamagedBuild(f"cached build {final} is damaged ({', '.join(damaged)}): rebuilding it"), stacklevel=2)
                 self.remove(digest)
             tmp = self.dir / f".{digest}.partial"
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             tmp.mkdir()
             log = self.dir / f"{digest}.build.log"
             log.unlink(missing_ok=True)
@@ -123,7 +148,7 @@ class BuildCache:
                 shutil.rmtree(final, ignore_errors=True)
                 os.rename(tmp, final)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp)
                 raise
             return final, True
 
@@ -143,4 +168,17 @@ class BuildCache:
         return out
 
     def remove(self, digest: str) -> None:
-        shutil.rmtree(self.path(digest))
+        remove_tree(self.path(digest))
+
+    def remove_abandoned(self) -> list[Path]:
+        """Half-built trees of builds that were killed (no process holds their lock); returns them."""
+        removed = []
+        for partial in sorted(self.dir.glob(".*.partial")):
+            with open(self.dir / f"{partial.name.removesuffix('.partial')}.lock", "w") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a build is running
+                remove_tree(partial)
+                removed.append(partial)
+        return removed

@@ -123,6 +123,8 @@ def _hosts(args: argparse.Namespace) -> int:
         if digest not in used:
             cache.remove(digest)
             print(f"removed {digest[:16]} ({recipe['release']} {recipe['arch']}, {size / 2**20:.0f} MiB)")
+    for partial in cache.remove_abandoned():
+        print(f"removed {partial.name}: an interrupted build")
     return 0
 
 

@@ -111,3 +111,20 @@ def test_a_damaged_cached_image_is_rebuilt(tmp_path):
     out, _ = harness(tmp_path).communicate(timeout=900)
     assert "is damaged (image.oci.tar): rebuilding it" in out
     assert "2 passed" in out
+
+
+def test_a_build_killed_with_its_mounts_in_place_is_cleared_by_the_next(tmp_path):
+    """A SIGKILLed mmdebstrap leaves /proc and /sys mounted in its half-built tree; the next build of
+    the same recipe must detach them and build, not fail on a tree it cannot remove."""
+    from harness.cache import BuildCache
+
+    cache = BuildCache(tmp_path, "hosts")
+    rootfs = tmp_path / "hosts" / ".abc.partial" / "rootfs"
+    for name, kind in (("proc", "proc"), ("sys", "sysfs")):
+        (rootfs / name).mkdir(parents=True)
+        subprocess.run(["mount", "-t", kind, kind, str(rootfs / name)], check=True)
+    assert str(rootfs) in Path("/proc/self/mountinfo").read_text()
+
+    path, built = cache.get_or_build("abc", {}, lambda tmp, log: (tmp / "artifact").write_text("x"))
+    assert built and (path / "artifact").read_text() == "x"
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()

@@ -65,3 +65,16 @@ def test_a_damaged_entry_is_detected_and_rebuilt(tmp_path):
     with pytest.warns(DamagedBuild, match=r"is damaged \(disk.img\): rebuilding it"):
         path, built = cache.get_or_build("d", {}, build)
     assert built and len(builds) == 2 and cache.damaged("d") == []
+
+
+def test_an_abandoned_half_build_is_removed_unless_its_build_runs(tmp_path):
+    import fcntl
+
+    cache = BuildCache(tmp_path, "things")
+    (tmp_path / "things" / ".dead.partial" / "rootfs").mkdir(parents=True)
+    (tmp_path / "things" / ".alive.partial").mkdir()
+    with open(tmp_path / "things" / ".alive.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert [p.name for p in cache.remove_abandoned()] == [".dead.partial"]
+    assert (tmp_path / "things" / ".alive.partial").exists()
+    assert not (tmp_path / "things" / ".dead.partial").exists()
