@@ -16,32 +16,39 @@ from typing import Callable, Iterator
 
 COMPLETE = "complete"
 CHECKSUMS = "checksums.json"
+# Bumped when content_checksum changes; entries checked by an older one are trusted and re-recorded.
+CHECKSUM_FORMAT = 2
+
+
+# Blocks are hashed at fixed offsets, so the checksum depends on the bytes only, not on how the file
+# system happens to lay them out (ext4 turns a freshly written image's unwritten extents into written
+# ones later, which moved data/hole boundaries and made intact root disks look damaged).
+_BLOCK = 1 << 16
+_ZEROS = bytes(_BLOCK)
 
 
 def content_checksum(path: Path) -> str:
-    """blake2b over the file's data extents and their offsets: holes of a sparse disk image are
-    skipped, so a mostly empty 6 GiB root disk is checked in about a second."""
+    """blake2b over the file's non-zero 64 KiB blocks and their offsets; holes of a sparse disk image
+    are skipped unread, so a mostly empty 6 GiB root disk is checked in about a second."""
     h = hashlib.blake2b(digest_size=32)
     size = path.stat().st_size
     h.update(str(size).encode())
     with open(path, "rb") as fh:
-        fd, offset = fh.fileno(), 0
-        while offset < size:
+        fd, block = fh.fileno(), 0
+        while block * _BLOCK < size:
             try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
+                start = os.lseek(fd, block * _BLOCK, os.SEEK_DATA)
             except OSError:  # ENXIO: only a hole is left
                 break
             end = os.lseek(fd, start, os.SEEK_HOLE)
-            fh.seek(start)
-            h.update(start.to_bytes(8, "little"))
-            remaining = end - start
-            while remaining:
-                chunk = fh.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                h.update(chunk)
-                remaining -= len(chunk)
-            offset = end
+            block = max(block, start // _BLOCK)
+            fh.seek(block * _BLOCK)
+            while block * _BLOCK < end:
+                chunk = fh.read(_BLOCK)
+                if chunk != _ZEROS[: len(chunk)]:
+                    h.update(block.to_bytes(8, "little"))
+                    h.update(chunk)
+                block += 1
     return h.hexdigest()
 
 
@@ -110,13 +117,16 @@ class BuildCache:
     def damaged(self, digest: str) -> list[str]:
         """Files of a complete entry whose content no longer matches the checksum taken at build time."""
         entry = self.path(digest)
-        if not (entry / CHECKSUMS).exists():
-            self._record_checksums(entry)  # built before checksums were kept: trusted on first use
-            return []
         try:
-            expected = json.loads((entry / CHECKSUMS).read_text())
+            recorded = json.loads((entry / CHECKSUMS).read_text())
+        except FileNotFoundError:
+            recorded = {}
         except ValueError:
             return [CHECKSUMS]
+        if recorded.get("format") != CHECKSUM_FORMAT:
+            self._record_checksums(entry)  # kept before this checksum existed: trusted on first use
+            return []
+        expected = recorded.get("files", {})
         return [name for name, checksum in sorted(expected.items()) if not (entry / name).is_file() or content_checksum(entry / name) != checksum]
 
     def get_or_build(self, digest: str, recipe: dict, build: Callable[[Path, Path], None]) -> tuple[Path, bool]:
@@ -155,7 +165,7 @@ class BuildCache:
     @staticmethod
     def _record_checksums(entry: Path) -> None:
         sums = {f.name: content_checksum(f) for f in sorted(entry.iterdir()) if f.is_file() and f.name not in ("build.log", CHECKSUMS, COMPLETE)}
-        (entry / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+        (entry / CHECKSUMS).write_text(json.dumps({"format": CHECKSUM_FORMAT, "files": sums}, indent=1))
 
     def entries(self) -> list[tuple[str, dict, int]]:
         """(digest, recipe, size in bytes) of every complete entry."""

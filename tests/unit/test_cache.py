@@ -78,3 +78,19 @@ def test_an_abandoned_half_build_is_removed_unless_its_build_runs(tmp_path):
         assert [p.name for p in cache.remove_abandoned()] == [".dead.partial"]
     assert (tmp_path / "things" / ".alive.partial").exists()
     assert not (tmp_path / "things" / ".dead.partial").exists()
+
+
+def test_the_checksum_follows_the_bytes_not_their_layout(tmp_path):
+    from harness.cache import content_checksum
+
+    sparse, dense = tmp_path / "sparse", tmp_path / "dense"
+    with open(sparse, "wb") as fh:
+        fh.truncate(5 << 20)
+        fh.seek(3 << 20)
+        fh.write(b"data")
+    dense.write_bytes(bytes(3 << 20) + b"data" + bytes((2 << 20) - 4))
+    assert content_checksum(sparse) == content_checksum(dense)
+    with open(dense, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"x")
+    assert content_checksum(sparse) != content_checksum(dense)
