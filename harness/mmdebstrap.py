@@ -24,7 +24,10 @@ def run_logged(argv: list[str], log: Path, what: str) -> None:
         raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(tail)}")
 
 
-def mmdebstrap_argv(release: str, arch: str, packages: list[str], target: Path, mirror: str, variant: str = "minbase") -> list[str]:
+def mmdebstrap_argv(
+    release: str, arch: str, packages: list[str], target: Path, mirror: str, variant: str = "minbase", hooks: dict[str, str] | None = None
+) -> list[str]:
+    """hooks: mmdebstrap hook kind (setup, extract, essential, customize) to a shell command."""
     return [
         "mmdebstrap",
         "--mode=root",
@@ -33,6 +36,7 @@ def mmdebstrap_argv(release: str, arch: str, packages: list[str], target: Path, 
         '--aptopt=APT::Install-Recommends "false"',
         *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
         *([f"--include={','.join(packages)}"] if packages else []),
+        *(f"--{kind}-hook={command}" for kind, command in (hooks or {}).items()),
         release,
         str(target),
         mirror,

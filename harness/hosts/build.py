@@ -16,14 +16,16 @@ import yaml
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.model import HostSpec
+from harness.hosts.initramfs import build_base
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
 
 # Bump when the way a host disk is laid out changes, so every cached host is rebuilt.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 # Room left on the root disk for the engine's image and container storage.
 FREE_SPACE_MIB = 6144
-# Files the harness places in every guest (source in vms/guest, destination in the guest).
-GUEST_FILES = {"init": "usr/lib/harness/init"}
+# The harness boots hosts with its own initramfs, so Debian's is never generated (it took minutes
+# under emulation in foreign-architecture builds).
+NO_INITRAMFS_HOOK = 'chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"'
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class HostBuild:
         return self.directory / "vmlinuz"
 
     @property
-    def initrd(self) -> Path:
-        return self.directory / "initrd.img"
+    def initramfs_base(self) -> Path:
+        return self.directory / "initramfs.cpio"
 
     @property
     def root_disk(self) -> Path:
@@ -58,7 +60,6 @@ def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
             *spec.extra_packages,
         }
     )
-    guest = {name: (vms_dir / "guest" / name).read_text() for name in [*GUEST_FILES, "containers.conf"]}
     return {
         "format": BUILD_FORMAT,
         "release": spec.release,
@@ -66,16 +67,11 @@ def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
         "engine": spec.engine,
         "runtime": spec.runtime,
         "packages": packages,
-        "guest_files": {name: digest_of({"text": text}) for name, text in guest.items()},
+        "containers.conf": digest_of({"text": (vms_dir / "guest" / "containers.conf").read_text()}),
     }
 
 
 def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
-    for name, dest in GUEST_FILES.items():
-        target = rootfs / dest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(vms_dir / "guest" / name, target)
-        target.chmod(0o755)
     conf = (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
     (rootfs / "etc/containers").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/containers/containers.conf").write_text(conf)
@@ -103,10 +99,11 @@ def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) ->
     def build(tmp: Path, log: Path) -> None:
         rootfs = tmp / "rootfs"
         log.write_text(f"# host {spec.name} ({spec.release}/{spec.arch}), harness {__version__}\n")
-        run_logged(mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror), log, f"host {spec.name}")
+        argv = mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror, hooks={"essential": NO_INITRAMFS_HOOK})
+        run_logged(argv, log, f"host {spec.name}")
         _install_guest_files(spec, vms_dir, rootfs)
         shutil.copyfile(_only(rootfs, "vmlinu[xz]-*"), tmp / "vmlinuz")  # ppc64el ships an uncompressed vmlinux
-        shutil.copyfile(_only(rootfs, "initrd.img-*"), tmp / "initrd.img")
+        build_base(rootfs, tmp / "initramfs.cpio")
         size = _tree_size_mib(rootfs) + FREE_SPACE_MIB
         run_logged(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(tmp / "root.img"), f"{size}M"], log, f"host {spec.name}")
         shutil.rmtree(rootfs)

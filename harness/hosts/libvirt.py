@@ -16,6 +16,7 @@ from harness.engines.podman import Podman
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
+from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
@@ -56,7 +57,7 @@ class LibvirtHost(Host):
         spec: HostSpec,
         build: HostBuild,
         conn: libvirt.virConnect,
-        template: Path,
+        vms_dir: Path,
         workdir: Path,
         run_id: str,
         verdicts: AccelVerdicts,
@@ -71,7 +72,7 @@ class LibvirtHost(Host):
                 recipe_digest=build.digest,
             )
         )
-        self.spec, self.build, self.conn, self.template = spec, build, conn, template
+        self.spec, self.build, self.conn, self.vms_dir = spec, build, conn, vms_dir
         self.workdir, self.run_id, self.verdicts = workdir, run_id, verdicts
         self.console_log = workdir / "console.log"
         self.domain: libvirt.virDomain | None = None
@@ -81,9 +82,9 @@ class LibvirtHost(Host):
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
-        # panic=1: a kernel panic, or the initramfs failing to find root or init, reboots at once, and
-        # a reboot ends the domain (on_reboot=destroy), so a host that cannot boot fails fast.
-        cmdline = f"root=/dev/vda rw console={platform.console} init=/usr/lib/harness/init panic=1 {self.spec.kernel_cmdline}"
+        # panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a
+        # reboot ends the domain (on_reboot=destroy), so a host that cannot boot fails fast.
+        cmdline = f"root=/dev/vda console={platform.console} panic=1 {self.spec.kernel_cmdline}"
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
             run_id=self.run_id,
@@ -94,7 +95,7 @@ class LibvirtHost(Host):
             memory_mib=self.spec.machine.memory_mib,
             vcpus=self.spec.machine.vcpus,
             kernel=self.build.kernel,
-            initrd=self.build.initrd,
+            initrd=self.workdir / "initrd.img",
             cmdline=cmdline.strip(),
             disks=disks,
             console_log=self.console_log,
@@ -117,13 +118,14 @@ class LibvirtHost(Host):
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
+        boot_initrd(self.build.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
             disks = (Disk(self._fresh_overlay(), "qcow2"), Disk(payload_disk, "raw", readonly=True))
             spec = self._domain_spec(accel, disks)
             self.console_log.unlink(missing_ok=True)
             started = time.monotonic()
             try:
-                self.domain = self.conn.createXML(build_domain_xml(self.template, spec), 0)
+                self.domain = self.conn.createXML(build_domain_xml(self.vms_dir / "domain.xml", spec), 0)
             except libvirt.libvirtError as exc:
                 if accel == "kvm":
                     self.verdicts.mark_kvm_broken(exc.get_error_message())
@@ -211,7 +213,7 @@ class LibvirtHost(Host):
             raise HostError(f"host {self.name}: {exc} (domain {state}){self.console_tail()}") from None
 
     def facts(self) -> dict[str, str]:
-        script = (self.template.parent / "guest" / "facts").read_bytes()
+        script = (self.vms_dir / "guest" / "facts").read_bytes()
         result = self.run(["sh", "-s"], timeout=60 * self.time_scale, stdin=script)
         if result.exit_code != 0:
             raise HostError(f"host {self.name}: reading facts failed: {result.stderr.strip()[-500:]}")
@@ -236,7 +238,7 @@ class LibvirtHost(Host):
 
     def stop(self) -> None:
         self._destroy()
-        for name in ("root.qcow2", "payload.img"):
+        for name in ("root.qcow2", "payload.img", "initrd.img"):
             (self.workdir / name).unlink(missing_ok=True)
 
     def evidence(self) -> dict[str, str]:

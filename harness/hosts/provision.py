@@ -42,7 +42,7 @@ class Provisioner:
             spec,
             build,
             self._conn,
-            self.matrix.vms_dir / "domain.xml",
+            self.matrix.vms_dir,
             self.workdir / spec.name,
             self.run_id,
             AccelVerdicts(self.cache_root),
