@@ -251,7 +251,7 @@ class ResultsRecorder:
             images={i.name: ImageRecord(i.name, i.release, list(i.packages)) for i in self.matrix.images},
         )
         for host in self.matrix.hosts:
-            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind)
+            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind, settings=host.settings())
         previous = self.reports / "results.json"
         if self.config.option.resume and previous.exists():
             old = store.load(previous)

@@ -86,7 +86,7 @@ class MatrixSession:
         if name in self._reused_hosts:
             return self._reused_hosts[name]
         spec = self.matrix.host(name)
-        return HostRecord(name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, error=self._broken.get(name, ""))
+        return HostRecord(name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, settings=spec.settings(), error=self._broken.get(name, ""))
 
     # -- hosts ------------------------------------------------------------------------------------
     def host(self, name: str) -> Host:

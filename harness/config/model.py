@@ -42,12 +42,25 @@ class HostSpec:
     arch: str = ""  # for an engine host, empty until read from the engine
     engine: str = ""
     runtime: str = ""
+    kernel: str = ""  # the release whose kernel a VM host boots; its own release when empty
+    cgroup: str = "v2"
+    lsm: str = "apparmor"
     cpu: str | None = None
     kernel_cmdline: str = ""
     extra_packages: tuple[str, ...] = ()
     endpoint: str | None = None
     local: bool = False
     ulimits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kernel_release(self) -> str:
+        return self.kernel or self.release
+
+    def settings(self) -> dict[str, str]:
+        """A VM host's settings as the report shows them (an engine host has none of its own)."""
+        if self.kind != "vm":
+            return {}
+        return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {})}
 
     @property
     def qemu_arch(self) -> str:

@@ -24,28 +24,33 @@ def option_flags(options: ScenarioOptions) -> list[str]:
 @dataclass(frozen=True)
 class Podman:
     runtime: str
+    binary: str = "podman"
 
     def load(self, archive: str) -> list[str]:
-        return ["podman", "load", "--input", archive]
+        return [self.binary, "load", "--input", archive]
+
+    def ready(self) -> list[str] | None:
+        """A command that succeeds once the engine can take work; None: daemonless, always ready."""
+        return None
 
     def image_exists(self, image_id: str) -> list[str]:
         return ["podman", "image", "exists", image_id]
 
     def _common(self, mount: tuple[str, str], options: ScenarioOptions) -> list[str]:
-        flags = ["--runtime", self.runtime, "--network", "none", "--volume", f"{mount[0]}:{mount[1]}:ro", *option_flags(options)]
-        if options.systemd:
-            flags += ["--systemd", "always"]
-        return flags
+        return ["--runtime", self.runtime, "--network", "none", "--volume", f"{mount[0]}:{mount[1]}:ro", *option_flags(options), *self._systemd(options)]
+
+    def _systemd(self, options: ScenarioOptions) -> list[str]:
+        return ["--systemd", "always"] if options.systemd else []
 
     def run(self, name: str, image_id: str, mount: tuple[str, str], command: list[str], options: ScenarioOptions) -> list[str]:
         """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
-        return ["podman", "run", "--rm", "--name", name, *self._common(mount, options), image_id, *command]
+        return [self.binary, "run", "--rm", "--name", name, *self._common(mount, options), image_id, *command]
 
     def start_service(self, name: str, image_id: str, mount: tuple[str, str], init: list[str], options: ScenarioOptions) -> list[str]:
-        return ["podman", "run", "--detach", "--name", name, *self._common(mount, options), image_id, *init]
+        return [self.binary, "run", "--detach", "--name", name, *self._common(mount, options), image_id, *init]
 
     def exec(self, name: str, command: list[str]) -> list[str]:
-        return ["podman", "exec", name, *command]
+        return [self.binary, "exec", name, *command]
 
     def remove(self, name: str) -> list[str]:
         return ["podman", "rm", "--force", "--time", "5", name]

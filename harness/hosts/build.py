@@ -6,6 +6,7 @@ of our own. Builds are cached under the digest of the host's recipe.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -51,12 +52,14 @@ class HostBuild:
 def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
     """Everything that determines a host's disk; its digest names the cache entry."""
     recipes = yaml.safe_load((vms_dir / "recipes.yaml").read_text())
+    own_kernel = spec.kernel_release == spec.release
     packages = sorted(
         {
             *recipes["base"],
-            recipes["kernels"][spec.arch],
+            *([recipes["kernels"][spec.arch]] if own_kernel else []),
             *recipes["engines"][spec.engine],
             *recipes["runtimes"][spec.runtime],
+            *recipes["lsm"][spec.lsm],
             *spec.extra_packages,
         }
     )
@@ -66,17 +69,38 @@ def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
         "arch": spec.arch,
         "engine": spec.engine,
         "runtime": spec.runtime,
+        "kernel": {"release": spec.kernel_release, "package": recipes["kernels"][spec.arch]},
         "packages": packages,
         "containers.conf": digest_of({"text": (vms_dir / "guest" / "containers.conf").read_text()}),
     }
 
 
 def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
-    conf = (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
-    (rootfs / "etc/containers").mkdir(parents=True, exist_ok=True)
-    (rootfs / "etc/containers/containers.conf").write_text(conf)
+    if spec.engine == "podman":
+        conf = (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
+        (rootfs / "etc/containers").mkdir(parents=True, exist_ok=True)
+        (rootfs / "etc/containers/containers.conf").write_text(conf)
+    elif spec.runtime != "runc":  # dockerd ships with runc as its default; anything else is registered
+        daemon = {"default-runtime": spec.runtime, "runtimes": {spec.runtime: {"path": f"/usr/bin/{spec.runtime}"}}}
+        (rootfs / "etc/docker").mkdir(parents=True, exist_ok=True)
+        (rootfs / "etc/docker/daemon.json").write_text(json.dumps(daemon, indent=1) + "\n")
     (rootfs / "etc/hostname").write_text(f"{spec.name}\n")
     (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
+
+
+def _install_foreign_kernel(spec: HostSpec, package: str, rootfs: Path, tree: Path, mirror: str, log: Path) -> None:
+    """Put another release's kernel (image and modules) into the host's tree: user space and a
+    kernel that were never built together. The module index is made by the host's own depmod."""
+    run_logged(mmdebstrap_argv(spec.kernel_release, spec.arch, [package], tree, mirror, variant="extract"), log, f"host {spec.name} (kernel)")
+    kernel = _only(tree, "vmlinu[xz]-*")
+    version = kernel.name.split("-", 1)[1]
+    shutil.copy2(kernel, rootfs / "boot" / kernel.name)
+    modules = tree / "usr/lib/modules" / version
+    if not modules.is_dir():
+        modules = tree / "lib/modules" / version
+    shutil.copytree(modules, rootfs / "lib/modules" / version, symlinks=True)  # /usr/lib/modules where /lib is merged
+    run_logged(["chroot", str(rootfs), "depmod", version], log, f"host {spec.name} (kernel)")
+    shutil.rmtree(tree)
 
 
 def _only(rootfs: Path, pattern: str) -> Path:
@@ -101,6 +125,8 @@ def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) ->
         log.write_text(f"# host {spec.name} ({spec.release}/{spec.arch}), harness {__version__}\n")
         argv = mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror, hooks={"essential": NO_INITRAMFS_HOOK})
         run_logged(argv, log, f"host {spec.name}")
+        if spec.kernel_release != spec.release:
+            _install_foreign_kernel(spec, recipe["kernel"]["package"], rootfs, tmp / "kernel", mirror, log)
         _install_guest_files(spec, vms_dir, rootfs)
         shutil.copyfile(_only(rootfs, "vmlinu[xz]-*"), tmp / "vmlinuz")  # ppc64el ships an uncompressed vmlinux
         build_base(rootfs, tmp / "initramfs.cpio")

@@ -12,7 +12,7 @@ from pathlib import Path
 import libvirt
 
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
-from harness.engines.podman import Podman
+from harness.engines.docker import engine_cli
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
@@ -22,7 +22,7 @@ from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
-from harness.hosts.wait import AgentAnswers, ConsoleSpeaks, WaitTimeout
+from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
 from harness.results.model import ExecRecord, HostRecord
 
 PAYLOAD_ROOT = "/mnt/harness"
@@ -70,6 +70,7 @@ class LibvirtHost(Host):
                 engine=spec.engine,
                 runtime=spec.runtime,
                 recipe_digest=build.digest,
+                settings=spec.settings(),
             )
         )
         self.spec, self.build, self.conn, self.vms_dir = spec, build, conn, vms_dir
@@ -77,14 +78,16 @@ class LibvirtHost(Host):
         self.console_log = workdir / "console.log"
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
-        self.engine = Podman(spec.runtime)
+        self.engine = engine_cli(spec.engine, spec.runtime)
 
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
         # panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a
         # reboot ends the domain (on_reboot=destroy), so a host that cannot boot fails fast.
-        cmdline = f"root=/dev/vda console={platform.console} panic=1 {self.spec.kernel_cmdline}"
+        settings = {"v1": "systemd.unified_cgroup_hierarchy=0", "v2": ""}[self.spec.cgroup]
+        settings += {"apparmor": "", "none": " apparmor=0"}[self.spec.lsm]
+        cmdline = f"root=/dev/vda console={platform.console} panic=1 {settings} {self.spec.kernel_cmdline}"
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
             run_id=self.run_id,
@@ -144,6 +147,8 @@ class LibvirtHost(Host):
             timeout = self.spec.machine.boot_timeout * self.time_scale
             try:
                 AgentAnswers(self.agent).wait_until_ready(self.domain, timeout)
+                if ready := self.engine.ready():  # a daemon engine: ready for commands once it answers
+                    CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
             except WaitTimeout as exc:
                 raise HostError(f"host {self.name} did not become ready: {exc}{self.console_tail()}") from None
             self.record.boot_seconds = round(time.monotonic() - started, 2)

@@ -78,3 +78,21 @@ class AgentAnswers(WaitStrategy):
 
     def describe(self) -> str:
         return "answer from the guest agent"
+
+
+class CommandSucceeds(WaitStrategy):
+    """A command run through the guest agent exits 0: a daemon (dockerd) is up behind its socket."""
+
+    interval = 1.0
+
+    def __init__(self, agent: GuestAgent, argv: list[str]):
+        self.agent, self.argv = agent, argv
+
+    def ready(self) -> bool:
+        try:
+            return self.agent.execute(self.argv, timeout=30).exit_code == 0
+        except AgentError:
+            return False
+
+    def describe(self) -> str:
+        return f"success of `{' '.join(self.argv)}`"

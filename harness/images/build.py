@@ -13,7 +13,7 @@ from harness.config.model import ARCHES, ImageSpec
 from harness.images.oci import write_oci_archive
 from harness.mmdebstrap import mmdebstrap_argv, run_logged
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: the archive also carries docker-archive's manifest.json
 ARCHIVE = "image.oci.tar"
 
 

@@ -93,10 +93,14 @@ def write_oci_archive(
             }
         ],
     }
+    # docker-archive's manifest over the same blobs, as `docker save` writes since Docker 25: engines
+    # that cannot load an OCI layout (docker.io 20.10 in bullseye and bookworm) load this instead.
+    docker_manifest = [{"Config": f"blobs/sha256/{config_digest.split(':')[1]}", "RepoTags": [f"{ref_name}:latest"], "Layers": [f"blobs/sha256/{layer_digest.split(':')[1]}"]}]
     mtime = int(created.timestamp())
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', mtime)
         _add_bytes(tar, "index.json", json.dumps(index, sort_keys=True).encode(), mtime)
+        _add_bytes(tar, "manifest.json", json.dumps(docker_manifest).encode(), mtime)
         for digest, data in ((config_digest, config_bytes), (manifest_digest, manifest_bytes)):
             _add_bytes(tar, f"blobs/sha256/{digest.split(':')[1]}", data, mtime)
         info = tarfile.TarInfo(f"blobs/sha256/{layer_digest.split(':')[1]}")

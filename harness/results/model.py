@@ -43,6 +43,7 @@ class HostRecord:
     cpu_model: str = ""
     boot_seconds: float | None = None
     time_scale: float = 1.0  # timeouts were multiplied by this (emulation is slower)
+    settings: dict[str, str] = field(default_factory=dict)  # as the matrix asked: kernel, cgroup, lsm, cpu
     facts: dict[str, str] = field(default_factory=dict)
     console_log: str = ""  # path relative to the reports directory
     health: str = ""  # "ok", or why a trivial container failed on this host's engine
