@@ -51,6 +51,19 @@ def _make_payload_disk(payload: Path, image: Path) -> None:
     )
 
 
+def boot_cmdline(spec: HostSpec) -> str:
+    """The kernel command line: console, the host's cgroup and LSM settings, then the matrix's own.
+
+    panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a reboot
+    ends the domain (on_reboot=destroy), so a host that cannot boot fails fast."""
+    words = ["root=/dev/vda", f"console={PLATFORMS[spec.arch].console}", "panic=1"]
+    if spec.cgroup == "v1":
+        words.append("systemd.unified_cgroup_hierarchy=0")  # stage 1 mounts the legacy hierarchy for it
+    if spec.lsm == "none":
+        words.append("apparmor=0")
+    return " ".join([*words, spec.kernel_cmdline]).strip()
+
+
 class LibvirtHost(Host):
     def __init__(
         self,
@@ -83,11 +96,6 @@ class LibvirtHost(Host):
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
-        # panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a
-        # reboot ends the domain (on_reboot=destroy), so a host that cannot boot fails fast.
-        settings = {"v1": "systemd.unified_cgroup_hierarchy=0", "v2": ""}[self.spec.cgroup]
-        settings += {"apparmor": "", "none": " apparmor=0"}[self.spec.lsm]
-        cmdline = f"root=/dev/vda console={platform.console} panic=1 {settings} {self.spec.kernel_cmdline}"
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
             run_id=self.run_id,
@@ -99,7 +107,7 @@ class LibvirtHost(Host):
             vcpus=self.spec.machine.vcpus,
             kernel=self.build.kernel,
             initrd=self.workdir / "initrd.img",
-            cmdline=cmdline.strip(),
+            cmdline=boot_cmdline(self.spec),
             disks=disks,
             console_log=self.console_log,
         )

@@ -1,0 +1,86 @@
+"""Hosts that differ in one setting each, booted for real: docker.io's dockerd, cgroup v1, another
+release's kernel under bookworm's user space, no LSM on an older CPU model, and an emulated arm64.
+Their facts are read from the running guests, so each setting is seen to have taken effect."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BOOKWORM_IMAGE, project_copy, write_matrix
+
+pytestmark = pytest.mark.vm
+RUN_ID = f"hosts-{os.getpid()}"
+
+# The same recipes as the default matrix's hosts of these names, so the build cache serves both.
+MATRIX = f"""
+version: 1
+retries: 0
+hosts:
+  - {{name: bookworm-amd64-docker, release: bookworm, arch: amd64, engine: docker, runtime: runc}}
+  - {{name: bookworm-amd64-cgroup1, release: bookworm, arch: amd64, engine: podman, runtime: runc, cgroup: v1}}
+  - {{name: bookworm-amd64-trixie-kernel, release: bookworm, kernel: trixie, arch: amd64, engine: podman, runtime: crun}}
+  - {{name: bookworm-amd64-nolsm, release: bookworm, arch: amd64, engine: podman, runtime: crun, lsm: none, cpu: Nehalem}}
+  - {{name: trixie-arm64, release: trixie, arch: arm64, engine: podman, runtime: crun, cpu: cortex-a57}}
+images:{BOOKWORM_IMAGE}scenarios:
+  - useradd
+  - lsm-view
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    directory = project_copy(tmp_path_factory.mktemp("hosts"))
+    matrix = write_matrix(directory, MATRIX)
+    reports = directory / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), f"--run-id={RUN_ID}"],
+        capture_output=True,
+        text=True,
+    )
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return json.loads((reports / "results.json").read_text()), reports
+
+
+def test_every_host_boots_and_runs_the_classic_case(results):
+    data, reports = results
+    for name, host in data["hosts"].items():
+        assert not host["error"], f"{name}: {host['error']}"
+        assert host["boot_seconds"] and (reports / host["console_log"]).exists()
+        assert data["cells"][f"{name}/debian-bookworm/useradd"]["outcome"] == "pass", name
+
+
+def test_docker_host_runs_dockerd_as_shipped(results):
+    facts = results[0]["hosts"]["bookworm-amd64-docker"]["facts"]
+    assert facts["engine"] == "docker" and facts["engine_version"].startswith("20.10")
+    assert facts["runtime"] == "runc" and "apparmor" in facts["security_options"]
+    cell = results[0]["cells"]["bookworm-amd64-docker/debian-bookworm/useradd"]
+    assert cell["command"][0] == "docker"
+
+
+def test_cgroup_v1_host_has_the_legacy_hierarchy(results):
+    assert results[0]["hosts"]["bookworm-amd64-cgroup1"]["facts"]["cgroup"] == "v1"
+
+
+def test_mixed_host_boots_trixies_kernel_under_bookworms_user_space(results):
+    host = results[0]["hosts"]["bookworm-amd64-trixie-kernel"]
+    assert host["facts"]["os_codename"] == "bookworm" and host["facts"]["kernel"].startswith("6.12.")
+    assert host["settings"]["kernel"] == "trixie"
+
+
+def test_lsm_and_cpu_model_settings_take_effect(results):
+    hosts = results[0]["hosts"]
+    assert hosts["bookworm-amd64-nolsm"]["facts"]["apparmor"] != "Y"
+    assert hosts["bookworm-amd64-cgroup1"]["facts"]["apparmor"] == "Y"
+    assert "Nehalem" in hosts["bookworm-amd64-nolsm"]["facts"]["cpu_model"] or hosts["bookworm-amd64-nolsm"]["cpu_model"] == "Nehalem"
+    assert "avx" not in hosts["bookworm-amd64-nolsm"]["facts"]["cpu_flags_notable"].split()
+
+
+def test_arm64_host_is_emulated_with_its_cpu_model(results):
+    host = results[0]["hosts"]["trixie-arm64"]
+    assert host["facts"]["machine"] == "aarch64" and host["cpu_model"] == "cortex-a57"
+    assert host["facts"]["os_codename"] == "trixie" and host["facts"]["page_size"] == "4096" and host["facts"]["cgroup"] == "v2"

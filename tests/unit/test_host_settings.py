@@ -1,0 +1,68 @@
+"""Host settings: what the matrix says, how it reaches the recipe, the kernel command line and the engine."""
+
+from __future__ import annotations
+
+from harness.cache import digest_of
+from harness.config.load import load_matrix
+from harness.config.model import ScenarioOptions
+from harness.engines.docker import Docker, engine_cli
+from harness.engines.podman import Podman
+from harness.hosts.build import host_recipe
+from harness.hosts.libvirt import boot_cmdline
+from tests.conftest import write_matrix
+
+MATRIX = """
+version: 1
+hosts:
+  - {name: plain, release: bookworm, arch: amd64, engine: podman}
+  - {name: dockerd, release: bookworm, arch: amd64, engine: docker}
+  - {name: old-cgroups, release: bookworm, arch: amd64, engine: podman, cgroup: v1, lsm: none, cpu: Nehalem}
+  - {name: new-kernel, release: bookworm, kernel: trixie, arch: amd64, engine: podman}
+images:
+  - {name: base, release: bookworm}
+scenarios: [useradd]
+"""
+
+
+def hosts(repo_root, tmp_path):
+    import shutil
+
+    shutil.copytree(repo_root / "vms", tmp_path / "vms")
+    shutil.copytree(repo_root / "scenarios", tmp_path / "scenarios")
+    matrix = load_matrix(write_matrix(tmp_path, MATRIX))
+    return {h.name: h for h in matrix.hosts}, matrix.vms_dir
+
+
+def test_settings_default_to_debian_defaults(repo_root, tmp_path):
+    h, _ = hosts(repo_root, tmp_path)
+    assert (h["plain"].runtime, h["plain"].cgroup, h["plain"].lsm, h["plain"].kernel_release) == ("crun", "v2", "apparmor", "bookworm")
+    assert h["dockerd"].runtime == "runc"  # what docker.io ships
+    assert h["old-cgroups"].settings() == {"kernel": "bookworm", "cgroup": "v1", "lsm": "none", "cpu": "Nehalem"}
+
+
+def test_each_setting_that_changes_the_disk_changes_the_recipe(repo_root, tmp_path):
+    h, vms = hosts(repo_root, tmp_path)
+    recipes = {name: host_recipe(spec, vms) for name, spec in h.items()}
+    assert len({digest_of(r) for r in recipes.values()}) == 4
+    assert "docker.io" in recipes["dockerd"]["packages"] and "podman" not in recipes["dockerd"]["packages"]
+    assert "apparmor" in recipes["plain"]["packages"] and "apparmor" not in recipes["old-cgroups"]["packages"]
+    # Another release's kernel is not installed from the host's own release.
+    assert "linux-image-cloud-amd64" in recipes["plain"]["packages"]
+    assert "linux-image-cloud-amd64" not in recipes["new-kernel"]["packages"]
+    assert recipes["new-kernel"]["kernel"] == {"release": "trixie", "package": "linux-image-cloud-amd64"}
+
+
+def test_docker_commands_differ_from_podman_only_where_the_clis_do():
+    options = ScenarioOptions(memory="64m", systemd=True)
+    podman = engine_cli("podman", "crun").run("c", "sha256:x", ("/src", "/dst"), ["/dst/run"], options)
+    docker = engine_cli("docker", "runc").run("c", "sha256:x", ("/src", "/dst"), ["/dst/run"], options)
+    assert podman[:1] == ["podman"] and "--systemd" in podman
+    assert docker == ["docker", "run", "--rm", "--name", "c", "--runtime", "runc", "--network", "none", "--volume", "/src:/dst:ro", "--memory", "64m", "sha256:x", "/dst/run"]
+    assert Docker("runc").ready() and Podman("crun").ready() is None
+    assert Docker("runc").remove("c") == ["docker", "rm", "--force", "c"]
+
+
+def test_cgroup_and_lsm_settings_reach_the_kernel_command_line(repo_root, tmp_path):
+    h, _ = hosts(repo_root, tmp_path)
+    assert boot_cmdline(h["plain"]) == "root=/dev/vda console=ttyS0 panic=1"
+    assert boot_cmdline(h["old-cgroups"]).endswith("panic=1 systemd.unified_cgroup_hierarchy=0 apparmor=0")
