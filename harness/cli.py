@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "-W",
         "ignore::pytest.PytestAssertRewriteWarning",
         *(["--harness-debug", "--tb=long"] if args.debug else ["--tb=short"]),
+        *(["--progress=quiet", "-q"] if args.quiet else []),
         *(["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []),
         *pytest_args,
     ]
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--reports", default="reports")
     p_run.add_argument("--hypervisor", default="qemu:///system")
     p_run.add_argument("--debug", action="store_true", help="show tracebacks of the harness's own failures")
+    p_run.add_argument("--quiet", action="store_true", help="no live progress lines and pytest's terse output: for CI logs")
     p_run.add_argument("--workers", default="1", help="hosts run at once: a number, or auto (as many as cores and memory allow)")
 
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")

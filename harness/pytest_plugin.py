@@ -29,6 +29,7 @@ from harness.report.render import render_report
 from harness.results import store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
 from harness.supportability import classify
+from harness.progress import ProgressLog, ProgressPrinter
 from harness.session import CellError, MatrixSession
 
 CELL_PROPERTY = "harness_cell"
@@ -36,6 +37,7 @@ HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
 SESSION_KEY = pytest.StashKey[MatrixSession]()
 MATRIX_KEY = pytest.StashKey[Matrix]()
+PROGRESS_FILE = "progress.jsonl"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
     group.addoption("--harness-debug", action="store_true", help="show tracebacks of the harness's own failures")
     group.addoption("--reuse", action="store_true", help="take cells whose host, image, scenario and harness are unchanged from the result cache")
+    group.addoption(
+        "--progress",
+        choices=["live", "quiet"],
+        default=os.environ.get("HARNESS_PROGRESS", "live"),
+        help="live: a line per host phase (building, booting, loading, scenario k of n) with an ETA; quiet: none, for CI logs",
+    )
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
 
 
@@ -186,9 +194,9 @@ def _cache_root(config: pytest.Config) -> Path:
 def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
         signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
-        session = MatrixSession(
-            matrix, config.option.run_id, Path(config.option.reports).resolve(), _cache_root(config), config.option.hypervisor, reuse=config.option.reuse
-        )
+        reports = Path(config.option.reports).resolve()
+        session = MatrixSession(matrix, config.option.run_id, reports, _cache_root(config), config.option.hypervisor, reuse=config.option.reuse)
+        session.progress = ProgressLog(reports / PROGRESS_FILE)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
@@ -228,6 +236,7 @@ class ResultsRecorder:
         self.config = config
         self.reports = Path(config.option.reports)
         self.results: RunResults | None = None
+        self.printer: ProgressPrinter | None = None
 
     def _save(self) -> None:
         store.save(self.results, self.reports / "results.json")
@@ -260,6 +269,7 @@ class ResultsRecorder:
             self.results.cells.update(_finished_cells(self.config))
         self._classify()
         self._save()
+        self._start_progress()
 
     def _clean_leftovers(self) -> None:
         """What earlier runs left behind (a killed harness): destroyed and removed now, and said so."""
@@ -307,8 +317,17 @@ class ResultsRecorder:
             self._classify()
             self._save()
 
+    def _start_progress(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.config.option.progress != "live" or terminal is None:
+            return
+        self.printer = ProgressPrinter(self.reports / PROGRESS_FILE, lambda line: terminal.write_line(line, cyan=True))
+        self.printer.start()
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        if self.printer is not None:
+            self.printer.stop()
         if self.results is None:
             return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -20,6 +20,7 @@ from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
+from harness.progress import ProgressLog
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
 from harness.results.reuse import ResultCache, cell_key
 
@@ -65,6 +66,14 @@ class MatrixSession:
     # --reuse: take unchanged cells from the result cache; every judged cell is stored there anyway.
     reuse: bool = False
     _reused_hosts: dict[str, HostRecord] = field(default_factory=dict)
+    # Live progress, for the controller to print; cells started per host, for "scenario k of n".
+    progress: ProgressLog | None = None
+    _started: dict[str, int] = field(default_factory=dict)
+    _total: dict[str, int] = field(default_factory=dict)
+
+    def _phase(self, host: str, phase: str, detail: str = "", step: int = 0, steps: int = 0) -> None:
+        if self.progress is not None:
+            self.progress.emit(host, phase, detail, step, steps)
 
     @property
     def results_cache(self) -> ResultCache:
@@ -96,11 +105,15 @@ class MatrixSession:
         if name in self._hosts:
             return self._hosts[name]
         try:
+            self._phase(name, "building", "host (or taking it from the cache)")
             host = self.provisioner.provision(self.matrix.host(name))
             self._hosts[name] = host
+            self._phase(name, "building", "images (or taking them from the cache)")
             probe = self._build(PROBE_IMAGE, host.arch)
             images = [built for i in sorted(self.needed.get(name, ())) if (built := self._image_or_none(i, host.arch))]
+            self._phase(name, "booting")
             host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
+            self._phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
             host.facts()
             self._health_check(host, probe)
         except OSError as exc:
@@ -176,6 +189,7 @@ class MatrixSession:
         key = (host.name, image_name)
         if key not in self.deliveries:
             image = self.image(image_name, host.arch)
+            self._phase(host.name, "loading", f"image {image_name}")
             load = host.load_image(image, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
             self.deliveries[key] = DeliveryRecord(
                 host=host.name,
@@ -194,6 +208,7 @@ class MatrixSession:
         for host, image, _ in cells:
             self.needed.setdefault(host, set()).add(image)
             self.remaining[host] = self.remaining.get(host, 0) + 1
+            self._total[host] = self._total.get(host, 0) + 1
 
     def prepare(self, host_name: str, image_name: str, scenario_name: str) -> tuple[Host, DeliveryRecord]:
         """The host up and the image loaded in its engine; raise CellError when either failed."""
@@ -241,6 +256,8 @@ class MatrixSession:
         if reused is not None:
             return reused
         host, delivery = self.prepare(host_name, image_name, scenario_name)
+        self._started[host_name] = self._started.get(host_name, 0) + 1
+        self._phase(host_name, "scenario", f"{image_name}/{scenario_name}", self._started[host_name], self._total.get(host_name, 0))
         started_at, start = now(), time.monotonic()
         scenario = self.matrix.scenario(scenario_name)
         timeout = (scenario.timeout or self.matrix.host(host_name).machine.cell_timeout) * host.time_scale
@@ -265,6 +282,7 @@ class MatrixSession:
         """Count a finished cell; after a host's last one, stop it to free its cores and memory."""
         self.remaining[host_name] = self.remaining.get(host_name, 1) - 1
         if self.remaining[host_name] <= 0 and host_name in self._hosts:
+            self._phase(host_name, "done", "host stopped")
             self._stop(self._hosts[host_name])
 
     def close(self) -> None:
