@@ -47,11 +47,13 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -
     return el
 
 
-def _cpu(root: ET.Element, model: str) -> None:
+def _cpu(root: ET.Element, model: str, platform: Platform) -> None:
     if model == "host-passthrough":
         _sub(root, "cpu", mode="host-passthrough")
     elif model == "max":
-        _sub(root, "cpu", mode="maximum", check="none")
+        cpu = _sub(root, "cpu", mode="maximum", check="none")
+        for feature in platform.max_without:
+            _sub(cpu, "feature", policy="disable", name=feature)
     else:
         cpu = _sub(root, "cpu", mode="custom", match="exact", check="none")
         _sub(cpu, "model", model, fallback="forbid")
@@ -78,7 +80,7 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
     for feature in spec.platform.features:
         _sub(features, feature)
     # libvirt wants <cpu> right after <features>.
-    _cpu(root, spec.cpu_model)
+    _cpu(root, spec.cpu_model, spec.platform)
     cpu = root.find("cpu")
     root.remove(cpu)
     root.insert(list(root).index(features) + 1, cpu)

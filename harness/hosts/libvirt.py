@@ -61,6 +61,8 @@ def boot_cmdline(spec: HostSpec) -> str:
         words.append("systemd.unified_cgroup_hierarchy=0")  # stage 1 mounts the legacy hierarchy for it
     if spec.lsm == "none":
         words.append("apparmor=0")
+    elif spec.lsm == "selinux":
+        words += ["security=selinux", "selinux=1", "enforcing=1"]  # the harness init loads the policy
     return " ".join([*words, spec.kernel_cmdline]).strip()
 
 
