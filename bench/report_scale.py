@@ -48,7 +48,7 @@ def synthetic_results(n_hosts: int, n_images: int, n_scenarios: int, seed: int =
                     exit_code=0 if outcome == "pass" else 1,
                     stdout="line of output <with markup>\n" * rng.randint(2, 20),
                     stderr="warning: something\n" if outcome != "pass" else "",
-                    reproduce=["podman load --input /mnt/harness/images/x.oci.tar", "podman run ..."],
+                    reproduce=["podman load --input /var/lib/harness/images/x.oci.tar", "podman run ..."],
                 )
                 results.cells[cell.key] = cell
             cells = [results.cells[f"{host.name}/{image.name}/scenario-{s:02d}"] for s in range(n_scenarios)]

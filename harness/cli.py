@@ -61,6 +61,10 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         *(["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []),
         *pytest_args,
     ]
+    from harness.pytest_plugin import PROGRESS_FD_ENV
+
+    # Live progress is printed while pytest captures fd 1 around each cell: give it the terminal.
+    os.environ[PROGRESS_FD_ENV] = str(os.dup(1))
     return int(pytest.main(argv))
 
 

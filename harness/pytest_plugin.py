@@ -38,6 +38,7 @@ DELIVERY_PROPERTY = "harness_delivery"
 SESSION_KEY = pytest.StashKey[MatrixSession]()
 MATRIX_KEY = pytest.StashKey[Matrix]()
 PROGRESS_FILE = "progress.jsonl"
+PROGRESS_FD_ENV = "HARNESS_PROGRESS_FD"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -321,7 +322,12 @@ class ResultsRecorder:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.config.option.progress != "live" or terminal is None:
             return
-        self.printer = ProgressPrinter(self.reports / PROGRESS_FILE, lambda line: terminal.write_line(line, cyan=True))
+        write = lambda line: terminal.write_line(line, cyan=True)  # noqa: E731
+        if fd := os.environ.get(PROGRESS_FD_ENV):
+            # pytest captures fd 1 while a cell runs, so `harness run` keeps the real terminal for us.
+            stream = os.fdopen(int(fd), "w", buffering=1, closefd=False)
+            write = lambda line: stream.write(line + "\n")  # noqa: E731
+        self.printer = ProgressPrinter(self.reports / PROGRESS_FILE, write)
         self.printer.start()
 
     @pytest.hookimpl(trylast=True)

@@ -25,7 +25,7 @@ from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
 from harness.results.model import ExecRecord, HostRecord
 
-PAYLOAD_ROOT = "/mnt/harness"
+PAYLOAD_ROOT = "/var/lib/harness"
 CONSOLE_TAIL_LINES = 15
 
 
