@@ -1,0 +1,103 @@
+"""Pushing the harness's OCI archives to a registry over the distribution API, and tying the
+per-architecture images of one name together in an OCI image index (a multi-arch image).
+
+Only the standard library: blobs are uploaded monolithically (POST, then PUT with the digest),
+skipped when the registry has them already, and streamed from the archive without unpacking it.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config.model import ARCHES
+from harness.registry.server import RegistryError
+
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One architecture's image in the registry, as the index lists it."""
+
+    arch: str
+    manifest_digest: str
+    manifest_size: int
+    config_digest: str
+
+
+class RegistryClient:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def _request(self, method: str, path: str, data=None, headers: dict | None = None) -> urllib.request.addinfourl:
+        url = path if path.startswith("http") else f"{self.url}{path}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            return urllib.request.urlopen(request, timeout=600)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode(errors="replace")
+            raise RegistryError(f"registry {self.url}: {method} {path.split('?')[0]} gave {exc.code}: {detail}") from None
+        except OSError as exc:
+            raise RegistryError(f"registry {self.url} cannot be reached: {exc}") from None
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        try:
+            self._request("HEAD", f"/v2/{repo}/blobs/{digest}").close()
+            return True
+        except RegistryError:
+            return False
+
+    def push_blob(self, repo: str, digest: str, stream, size: int) -> None:
+        if self.has_blob(repo, digest):
+            return
+        with self._request("POST", f"/v2/{repo}/blobs/uploads/") as reply:
+            location = reply.headers["Location"]
+        if not location.startswith("http"):
+            location = f"{self.url}{location}"
+        sep = "&" if "?" in location else "?"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        self._request("PUT", f"{location}{sep}digest={digest}", data=stream, headers=headers).close()
+
+    def push_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> None:
+        self._request("PUT", f"/v2/{repo}/manifests/{reference}", data=body, headers={"Content-Type": media_type}).close()
+
+    def manifest(self, repo: str, reference: str, accept: str) -> tuple[bytes, str]:
+        with self._request("GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": accept}) as reply:
+            return reply.read(), reply.headers.get("Docker-Content-Digest", "")
+
+    def push_archive(self, repo: str, archive: Path, arch: str) -> PushedImage:
+        """Every blob of one of the harness's OCI archives, then its manifest by digest."""
+        with tarfile.open(archive) as tar:
+            index = json.loads(tar.extractfile("index.json").read())
+            descriptor = index["manifests"][0]
+            manifest_bytes = tar.extractfile(_blob_path(descriptor["digest"])).read()
+            manifest = json.loads(manifest_bytes)
+            for blob in [manifest["config"], *manifest["layers"]]:
+                member = tar.getmember(_blob_path(blob["digest"]))
+                self.push_blob(repo, blob["digest"], tar.extractfile(member), member.size)
+        self.push_manifest(repo, descriptor["digest"], manifest_bytes, MEDIA_MANIFEST)
+        return PushedImage(arch, descriptor["digest"], len(manifest_bytes), manifest["config"]["digest"])
+
+    def push_index(self, repo: str, tag: str, images: list[PushedImage]) -> str:
+        """One tag for every architecture: the index engines resolve by their own platform. Returns its digest."""
+        index = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [
+                {"mediaType": MEDIA_MANIFEST, "digest": i.manifest_digest, "size": i.manifest_size, "platform": {"os": "linux", "architecture": ARCHES[i.arch][1]}}
+                for i in sorted(images, key=lambda i: i.arch)
+            ],
+        }
+        body = json.dumps(index, sort_keys=True).encode()
+        self.push_manifest(repo, tag, body, MEDIA_INDEX)
+        return self.manifest(repo, tag, MEDIA_INDEX)[1]
+
+
+def _blob_path(digest: str) -> str:
+    return "blobs/" + digest.replace(":", "/")

@@ -1,0 +1,96 @@
+"""Debian's `docker-registry` (the distribution registry, v2 API) served from the harness's cache.
+
+Plain HTTP on one port, no auth: it is the harness's own delivery point, like a lab's internal
+registry. The harness reuses a registry that already answers there and stops only its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+CONFIG = """version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: {addr}
+"""
+
+
+class RegistryError(Exception):
+    """The registry could not be started or refused an operation; the message says which."""
+
+
+def answers(url: str) -> bool:
+    """True if a v2 registry answers at url (GET /v2/ gives 200, or 401 with auth)."""
+    try:
+        with urllib.request.urlopen(f"{url}/v2/", timeout=5) as reply:
+            return reply.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
+
+
+class RegistryServer:
+    def __init__(self, root: Path, addr: str = "127.0.0.1:5000"):
+        self.root, self.addr = root, addr
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "registry.pid"
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Serve (or find served) the registry; returns its URL. Raises RegistryError."""
+        if answers(self.url):
+            return self.url
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "config.yml"
+        config.write_text(CONFIG.format(root=self.root / "storage", addr=self.addr))
+        log = open(self.root / "registry.log", "ab")
+        try:
+            self.process = subprocess.Popen(
+                ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        except FileNotFoundError:
+            raise RegistryError("docker-registry is not installed (Debian package docker-registry; ./setup-machine installs it)") from None
+        finally:
+            log.close()
+        self.pid_file.write_text(f"{self.process.pid} {os.getpid()}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if answers(self.url):
+                return self.url
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RegistryError(f"docker-registry did not answer at {self.url}; see {self.root / 'registry.log'}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+        self.pid_file.unlink(missing_ok=True)

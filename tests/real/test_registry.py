@@ -1,0 +1,72 @@
+"""A real registry (Debian's docker-registry) on this machine: the harness starts it, pushes the
+probe image for two architectures behind one OCI index, and the local podman pulls it by reference,
+resolving its own platform (and another one when asked) from the index."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from harness.cache import BuildCache, default_root
+from harness.config.model import PROBE_IMAGE
+from harness.images.build import build_image
+from harness.registry.push import MEDIA_INDEX, RegistryClient
+from harness.registry.server import RegistryServer, answers
+from tests.conftest import needs_podman
+
+MIRROR = "http://deb.debian.org/debian"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    server = RegistryServer(tmp_path_factory.mktemp("registry"), f"127.0.0.1:{free_port()}")
+    server.start()
+    yield server
+    server.stop()
+    assert not answers(server.url)
+
+
+@pytest.fixture(scope="module")
+def pushed(registry):
+    cache = BuildCache(default_root(), "images")
+    builds = {arch: build_image(PROBE_IMAGE, arch, MIRROR, cache)[0] for arch in ("amd64", "arm64")}
+    client = RegistryClient(registry.url)
+    images = [client.push_archive("harness/probe", b.archive, arch) for arch, b in builds.items()]
+    digest = client.push_index("harness/probe", "latest", images)
+    return client, builds, digest
+
+
+def test_the_index_lists_both_platforms(pushed):
+    client, builds, digest = pushed
+    body, served = client.manifest("harness/probe", "latest", MEDIA_INDEX)
+    index = json.loads(body)
+    assert served == digest and index["mediaType"] == MEDIA_INDEX
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+
+
+def test_pushing_again_uploads_nothing_new(pushed):
+    client, builds, _ = pushed
+    again = client.push_archive("harness/probe", builds["amd64"].archive, "amd64")
+    assert again.config_digest == builds["amd64"].image_id
+
+
+@needs_podman
+@pytest.mark.parametrize("platform, arch", [(None, "amd64"), ("linux/arm64", "arm64")])
+def test_podman_pulls_by_reference_and_resolves_the_platform(registry, pushed, platform, arch):
+    _, builds, _ = pushed
+    reference = f"{registry.addr}/harness/probe:latest"
+    pull = ["podman", "pull", "--tls-verify=false", *(["--platform", platform] if platform else []), reference]
+    subprocess.run(pull, check=True, capture_output=True, text=True)
+    inspect = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}} {{.Architecture}}", reference], check=True, capture_output=True, text=True)
+    image_id, got_arch = inspect.stdout.split()
+    assert (f"sha256:{image_id}", got_arch) == (builds[arch].image_id, arch)
+    subprocess.run(["podman", "rmi", "--force", reference], capture_output=True)
