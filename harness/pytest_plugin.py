@@ -30,6 +30,8 @@ from harness.results import store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
 from harness.supportability import classify
 from harness.progress import ProgressLog, ProgressPrinter
+from harness.registry.publish import REGISTRY_ENV
+from harness.registry.server import RegistryError, RegistryServer
 from harness.session import CellError, MatrixSession
 
 CELL_PROPERTY = "harness_cell"
@@ -238,6 +240,7 @@ class ResultsRecorder:
         self.reports = Path(config.option.reports)
         self.results: RunResults | None = None
         self.printer: ProgressPrinter | None = None
+        self.registry: RegistryServer | None = None
 
     def _save(self) -> None:
         store.save(self.results, self.reports / "results.json")
@@ -270,7 +273,22 @@ class ResultsRecorder:
             self.results.cells.update(_finished_cells(self.config))
         self._classify()
         self._save()
+        self._start_registry()
         self._start_progress()
+
+    def _start_registry(self) -> None:
+        """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
+        if self.matrix.delivery != "registry" or not any(h.kind == "vm" for h in self.matrix.hosts):
+            return
+        self.registry = RegistryServer(_cache_root(self.config) / "registry")
+        try:
+            os.environ[REGISTRY_ENV] = self.registry.start()
+        except RegistryError as exc:
+            os.environ.pop(REGISTRY_ENV, None)
+            self.registry = None
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                terminal.write_line(f"harness: {exc}: images cannot be delivered to VM hosts", red=True)
 
     def _clean_leftovers(self) -> None:
         """What earlier runs left behind (a killed harness): destroyed and removed now, and said so."""
@@ -334,6 +352,8 @@ class ResultsRecorder:
     def pytest_sessionfinish(self) -> None:
         if self.printer is not None:
             self.printer.stop()
+        if self.registry is not None:
+            self.registry.stop()
         if self.results is None:
             return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -21,6 +21,8 @@ from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
 from harness.progress import ProgressLog
+from harness.registry.publish import Publication, guest_registry, publish, registry_url
+from harness.registry.server import RegistryError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
 from harness.results.reuse import ResultCache, cell_key
 
@@ -69,6 +71,7 @@ class MatrixSession:
     # Live progress, for the controller to print; cells started per host, for "scenario k of n".
     progress: ProgressLog | None = None
     _started: dict[str, int] = field(default_factory=dict)
+    _publications: dict[str, Publication] = field(default_factory=dict)
     _total: dict[str, int] = field(default_factory=dict)
 
     def _phase(self, host: str, phase: str, detail: str = "", step: int = 0, steps: int = 0) -> None:
@@ -110,7 +113,9 @@ class MatrixSession:
             self._hosts[name] = host
             self._phase(name, "building", "images (or taking them from the cache)")
             probe = self._build(PROBE_IMAGE, host.arch)
-            images = [built for i in sorted(self.needed.get(name, ())) if (built := self._image_or_none(i, host.arch))]
+            # Candidate images come by reference from the registry to hosts that pull; others get archives.
+            wanted = [] if self._pulls(host) else sorted(self.needed.get(name, ()))
+            images = [built for i in wanted if (built := self._image_or_none(i, host.arch))]
             self._phase(name, "booting")
             host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
             self._phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
@@ -184,9 +189,47 @@ class MatrixSession:
         host.stop()
 
     # -- images on hosts --------------------------------------------------------------------------
+    def _pulls(self, host: Host) -> bool:
+        return self.matrix.delivery == "registry" and host.pulls()
+
+    def publication(self, image_name: str) -> Publication:
+        """The image built for every VM host architecture and pushed behind one index (once per run)."""
+        if image_name not in self._publications:
+            url = registry_url()
+            if url is None:
+                raise BuildError(f"image {image_name}: no registry to publish it to (the run could not start one)")
+            builds = {arch: self.image(image_name, arch) for arch in self.matrix.vm_arches()}
+            try:
+                self._publications[image_name] = publish(url, image_name, builds)
+            except RegistryError as exc:
+                raise BuildError(f"image {image_name}: {exc}") from None
+        return self._publications[image_name]
+
+    def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
+        publication = self.publication(image_name)
+        reference = publication.reference(guest_registry(registry_url() or ""))
+        self._phase(host.name, "pulling", f"image {image_name}")
+        pull, image_id, platform = host.pull_image(reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
+        wanted = f"linux/{self.matrix.host(host.name).oci_arch}"
+        return DeliveryRecord(
+            host=host.name,
+            image=image_name,
+            image_id=image_id,
+            ok=pull.exit_code == 0,
+            duration=round(pull.duration, 3),
+            command=pull.argv,
+            output=clip(pull.stdout + pull.stderr, 8192),
+            method="pull",
+            reference=reference,
+            platform=platform,
+            mismatch=f"image is {platform}, host is {wanted}" if platform and platform != wanted else "",
+        )
+
     def deliver(self, host: Host, image_name: str) -> DeliveryRecord:
-        """Load the image into the host's engine once; the record is the portability evidence."""
+        """Get the image into the host's engine once; the record is the portability evidence."""
         key = (host.name, image_name)
+        if key not in self.deliveries and self._pulls(host):
+            self.deliveries[key] = self._pull(host, image_name)
         if key not in self.deliveries:
             image = self.image(image_name, host.arch)
             self._phase(host.name, "loading", f"image {image_name}")
@@ -274,6 +317,8 @@ class MatrixSession:
             self._mark_broken(host, str(exc))
             raise CellError(error_result(host_name, image_name, scenario_name, str(exc), started_at, time.monotonic() - start)) from None
         result.started_at = started_at
+        if delivery.mismatch:  # flagged, and run anyway: what really happened is the finding
+            result.message = f"{delivery.mismatch}; {result.message}" if result.message else delivery.mismatch
         result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)
         self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)

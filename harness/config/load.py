@@ -259,4 +259,5 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         policy=_policy(data.get("policy", {})),
         known_issues=tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ())),
         retries=data.get("retries", 1),
+        delivery=data.get("delivery", "registry"),
     )

@@ -154,6 +154,11 @@ class Matrix:
     policy: Policy = field(default_factory=Policy)
     known_issues: tuple[KnownIssue, ...] = ()
     retries: int = 1
+    delivery: str = "registry"  # or "archive"
+
+    def vm_arches(self) -> list[str]:
+        """The architectures of the VM hosts: what every image is built and published for."""
+        return sorted({h.arch for h in self.hosts if h.kind == "vm"})
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)

@@ -29,6 +29,14 @@ class Podman:
     def load(self, archive: str) -> list[str]:
         return [self.binary, "load", "--input", archive]
 
+    def pull(self, reference: str) -> list[str]:
+        # The harness's registry speaks plain HTTP, as a lab's internal registry may.
+        return [self.binary, "pull", "--tls-verify=false", reference]
+
+    def platform(self, reference: str) -> list[str]:
+        """Prints "ID OS/ARCH" of a pulled image."""
+        return [self.binary, "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", reference]
+
     def ready(self) -> list[str] | None:
         """A command that succeeds once the engine can take work; None: daemonless, always ready."""
         return None

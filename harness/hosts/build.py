@@ -20,6 +20,8 @@ from harness.cache import BuildCache, digest_of
 from harness.config.model import HostSpec
 from harness.hosts.initramfs import build_base
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
+from harness.registry.publish import GUEST_GATEWAY
+from harness.registry.server import REGISTRY_PORT
 
 # Bump when the way a host disk is laid out changes, so every cached host is rebuilt.
 BUILD_FORMAT = 2
@@ -72,19 +74,33 @@ def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
         "runtime": spec.runtime,
         "kernel": {"release": spec.kernel_release, "package": recipes["kernels"][spec.arch]},
         "packages": packages,
-        "containers.conf": digest_of({"text": (vms_dir / "guest" / "containers.conf").read_text()}),
+        **_engine_config_digest(spec, vms_dir),
     }
 
 
-def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
+def _engine_config_digest(spec: HostSpec, vms_dir: Path) -> dict[str, str]:
+    """The engine configuration's part of the recipe, keyed by its file's name."""
+    if spec.engine == "podman":  # the template, whose runtime is already in the recipe
+        return {"containers.conf": digest_of({"text": (vms_dir / "guest" / "containers.conf").read_text()})}
+    return {"daemon.json": digest_of({"text": engine_config(spec, vms_dir)[1]})}
+
+
+def engine_config(spec: HostSpec, vms_dir: Path) -> tuple[str, str]:
+    """(path in the guest, text) of the engine's configuration: podman's containers.conf, or
+    dockerd's daemon.json (as shipped, but for pulling from the harness's plain-HTTP registry;
+    runc is dockerd's default runtime, anything else is registered)."""
     if spec.engine == "podman":
-        conf = (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
-        (rootfs / "etc/containers").mkdir(parents=True, exist_ok=True)
-        (rootfs / "etc/containers/containers.conf").write_text(conf)
-    elif spec.runtime != "runc":  # dockerd ships with runc as its default; anything else is registered
-        daemon = {"default-runtime": spec.runtime, "runtimes": {spec.runtime: {"path": f"/usr/bin/{spec.runtime}"}}}
-        (rootfs / "etc/docker").mkdir(parents=True, exist_ok=True)
-        (rootfs / "etc/docker/daemon.json").write_text(json.dumps(daemon, indent=1) + "\n")
+        return "etc/containers/containers.conf", (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
+    daemon: dict = {"insecure-registries": [f"{GUEST_GATEWAY}:{REGISTRY_PORT}"]}
+    if spec.runtime != "runc":
+        daemon |= {"default-runtime": spec.runtime, "runtimes": {spec.runtime: {"path": f"/usr/bin/{spec.runtime}"}}}
+    return "etc/docker/daemon.json", json.dumps(daemon, indent=1) + "\n"
+
+
+def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
+    path, text = engine_config(spec, vms_dir)
+    (rootfs / path).parent.mkdir(parents=True, exist_ok=True)
+    (rootfs / path).write_text(text)
     (rootfs / "etc/hostname").write_text(f"{spec.name}\n")
     (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
 

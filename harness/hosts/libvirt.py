@@ -94,6 +94,7 @@ class LibvirtHost(Host):
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
         self.engine = engine_cli(spec.engine, spec.runtime)
+        self._pulled: dict[str, tuple[str, str]] = {}  # image name -> (reference, image ID)
 
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
@@ -181,6 +182,22 @@ class LibvirtHost(Host):
                 load.exit_code, load.stderr = check.exit_code, load.stderr + f"\nloaded, but no image {image.image_id}"
         return load
 
+    def pulls(self) -> bool:
+        return True
+
+    def pull_image(self, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
+        pull = self.run(self.engine.pull(reference), timeout)
+        if pull.exit_code != 0:
+            return pull, "", ""
+        inspect = self.run(self.engine.platform(reference), timeout=60 * self.time_scale)
+        image_id, _, platform = inspect.stdout.strip().partition(" ")
+        if inspect.exit_code != 0 or not platform:
+            pull.exit_code, pull.stderr = inspect.exit_code or 1, pull.stderr + f"\npulled, but not inspectable: {inspect.stderr.strip()[-300:]}"
+            return pull, "", ""
+        image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+        self._pulled[reference.rsplit("/", 1)[1].split(":")[0]] = (reference, image_id)
+        return pull, image_id, platform
+
     def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:
         """The engine commands of a cell, in order: one `run`, or check/start/exec/remove for a service."""
         mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
@@ -196,9 +213,12 @@ class LibvirtHost(Host):
         ]
 
     def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
-        return [shlex.join(self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"))] + [
-            shlex.join(argv) for argv in self._scenario_argvs(image.image_id, scenario, f"harness-{scenario.name}")
-        ]
+        if image.name in self._pulled:
+            reference, image_id = self._pulled[image.name]
+            delivery = self.engine.pull(reference)
+        else:
+            image_id, delivery = image.image_id, self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar")
+        return [shlex.join(delivery)] + [shlex.join(argv) for argv in self._scenario_argvs(image_id, scenario, f"harness-{scenario.name}")]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"

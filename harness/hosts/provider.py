@@ -73,6 +73,14 @@ class Host(ABC):
     def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
         """Load the image into the host's engine (the portability half of a cell)."""
 
+    def pulls(self) -> bool:
+        """Whether images reach this host by reference from the harness's registry (VM hosts do)."""
+        return False
+
+    def pull_image(self, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
+        """Pull by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""
+        raise HostError(f"host {self.name} does not pull images")
+
     @abstractmethod
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         """Run the scenario in a new container of the image (the compatibility half of a cell)."""

@@ -26,6 +26,11 @@ http:
 """
 
 
+# Not 5000: Debian's docker-registry service takes that port, with authentication, where an init
+# system starts it.
+REGISTRY_PORT = 5050
+
+
 class RegistryError(Exception):
     """The registry could not be started or refused an operation; the message says which."""
 
@@ -40,9 +45,7 @@ def answers(url: str) -> bool:
 
 
 class RegistryServer:
-    # Not 5000: Debian's docker-registry service takes that port, with authentication, where an
-    # init system starts it.
-    def __init__(self, root: Path, addr: str = "127.0.0.1:5050"):
+    def __init__(self, root: Path, addr: str = f"127.0.0.1:{REGISTRY_PORT}"):
         self.root, self.addr = root, addr
         self.process: subprocess.Popen | None = None
 

@@ -61,6 +61,10 @@ class DeliveryRecord:
     duration: float
     command: list[str]
     output: str = ""
+    method: str = "load"  # "pull": by reference from the harness's registry; "load": from an archive
+    reference: str = ""  # what was pulled
+    platform: str = ""  # os/architecture of the image the engine selected
+    mismatch: str = ""  # "image is linux/amd64, host is linux/arm64" when they differ (it runs anyway)
 
 
 @dataclass

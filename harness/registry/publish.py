@@ -1,0 +1,45 @@
+"""Publishing a candidate image: its builds for every VM host architecture pushed to the harness's
+registry behind one OCI index, tagged by content so that concurrent runs and xdist workers that
+publish the same builds agree, and a changed build never hides behind an old tag."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from harness.images.build import ImageBuild
+from harness.registry.push import RegistryClient
+
+# Set by the controller for every process of a run: where the harness's registry answers.
+REGISTRY_ENV = "HARNESS_REGISTRY"
+# QEMU user networking: the harness machine's loopback, as a guest sees it.
+GUEST_GATEWAY = "10.0.2.2"
+
+
+@dataclass(frozen=True)
+class Publication:
+    repo: str
+    tag: str
+    index_digest: str
+    arches: tuple[str, ...]
+
+    def reference(self, registry: str) -> str:
+        return f"{registry}/{self.repo}:{self.tag}"
+
+
+def registry_url() -> str | None:
+    return os.environ.get(REGISTRY_ENV) or None
+
+
+def guest_registry(url: str) -> str:
+    """The registry's address as a guest reaches it (host:port, no scheme)."""
+    return f"{GUEST_GATEWAY}:{url.rsplit(':', 1)[1]}"
+
+
+def publish(url: str, name: str, builds: dict[str, ImageBuild]) -> Publication:
+    client = RegistryClient(url)
+    repo = f"harness/{name}"
+    pushed = [client.push_archive(repo, build.archive, arch) for arch, build in sorted(builds.items())]
+    tag = "c-" + hashlib.sha256(" ".join(sorted(b.image_id for b in builds.values())).encode()).hexdigest()[:16]
+    return Publication(repo, tag, client.push_index(repo, tag, pushed), tuple(sorted(builds)))
