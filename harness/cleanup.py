@@ -13,13 +13,19 @@ import libvirt
 from harness.engines.service import stop_orphaned
 from harness.hosts.domain import owner_of
 
-OWNER_FILE = "owner.pid"
+OWNERS = "owners"
 
 
 def claim(workdir: Path) -> None:
-    """Mark a run's working directory as owned by this process (cleanup leaves live runs alone)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / OWNER_FILE).write_text(str(os.getpid()))
+    """Mark a run's working directory as owned by this process too: the controller and every xdist
+    worker claim it, and cleanup leaves a run alone while any of them lives."""
+    (workdir / OWNERS).mkdir(parents=True, exist_ok=True)
+    (workdir / OWNERS / str(os.getpid())).touch()
+
+
+def release(workdir: Path) -> None:
+    """This process is done with the run (its claim goes; the run's directory stays for the others)."""
+    (workdir / OWNERS / str(os.getpid())).unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -35,11 +41,9 @@ def _alive(pid: int) -> bool:
 def live_runs(runs_dir: Path) -> set[str]:
     live = set()
     for run in runs_dir.glob("*"):
-        try:
-            if _alive(int((run / OWNER_FILE).read_text())):
-                live.add(run.name)
-        except (OSError, ValueError):
-            continue
+        pids = [int(p.name) for p in (run / OWNERS).glob("*") if p.name.isdigit()]
+        if any(_alive(pid) for pid in pids):
+            live.add(run.name)
     return live
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import uuid
 from dataclasses import asdict
@@ -20,7 +21,7 @@ import pytest
 
 from harness import __version__
 from harness.cache import default_root
-from harness.cleanup import cleanup
+from harness.cleanup import claim, cleanup
 from harness.config.load import MatrixError, load_matrix
 from harness.hosts.libvirt import connect
 from harness.hosts.provider import HostError
@@ -301,6 +302,9 @@ class ResultsRecorder:
         cleaned = cleanup(conn, _cache_root(self.config), keep={self.config.option.run_id})
         if conn is not None:
             conn.close()
+        # This process lives as long as the run: its claim keeps the run's domains safe from other
+        # runs' cleanup even between one worker's last host and another's next.
+        claim(_cache_root(self.config) / "runs" / self.config.option.run_id)
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if cleaned and terminal is not None:
             terminal.write_line(f"harness: {cleaned}")
@@ -354,6 +358,7 @@ class ResultsRecorder:
             self.printer.stop()
         if self.registry is not None:
             self.registry.stop()
+        shutil.rmtree(_cache_root(self.config) / "runs" / self.config.option.run_id, ignore_errors=True)
         if self.results is None:
             return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ from harness.config.model import PROBE_IMAGE, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
+from harness.cleanup import release
 from harness.mmdebstrap import BuildError
 from harness.progress import ProgressLog
 from harness.registry.publish import Publication, guest_registry, publish, registry_url
@@ -336,4 +337,8 @@ class MatrixSession:
             self._stop(host)
         if self._provisioner is not None:
             self._provisioner.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        # Only this process's part: under xdist other workers' hosts still live in the run's directory,
+        # which the controller removes at the very end.
+        for name in self._hosts:
+            shutil.rmtree(self.workdir / name, ignore_errors=True)
+        release(self.workdir)

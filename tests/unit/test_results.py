@@ -54,3 +54,15 @@ def test_unknown_schema_version_is_refused(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="schema version 99"):
         store.load(path)
+
+
+def test_a_run_is_live_while_any_of_its_processes_is(tmp_path):
+    """The controller and each xdist worker claim the run; another run's cleanup spares it until all are gone."""
+    from harness.cleanup import OWNERS, claim, live_runs, release
+
+    run = tmp_path / "runs" / "r1"
+    claim(run)
+    (run / OWNERS / "999999999").touch()  # a worker that has exited
+    assert live_runs(tmp_path / "runs") == {"r1"}
+    release(run)
+    assert live_runs(tmp_path / "runs") == set()
