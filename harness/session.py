@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.cache import BuildCache
 from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
-from harness.config.model import PROBE_IMAGE, Matrix, ScenarioSpec
+from harness.config.model import ARCHES, PROBE_IMAGE, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
@@ -39,6 +39,11 @@ def _os_problem(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return f"the disk is full{where}: free some space, or set HARNESS_CACHE to a larger disk"
     return f"{exc.strerror or exc}{where}"
+
+
+def _mismatch(image_platform: str, host_platform: str) -> str:
+    """The flag raised before a cell runs an image built for another platform than its host's."""
+    return f"image is {image_platform}, host is {host_platform}" if image_platform and image_platform != host_platform else ""
 
 
 class CellError(Exception):
@@ -116,7 +121,7 @@ class MatrixSession:
             probe = self._build(PROBE_IMAGE, host.arch)
             # Candidate images come by reference from the registry to hosts that pull; others get archives.
             wanted = [] if self._pulls(host) else sorted(self.needed.get(name, ()))
-            images = [built for i in wanted if (built := self._image_or_none(i, host.arch))]
+            images = [built for i in wanted if (built := self._image_or_none(i, self._arch_for(i, host.arch)))]
             self._phase(name, "booting")
             host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
             self._phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
@@ -199,7 +204,8 @@ class MatrixSession:
             url = registry_url()
             if url is None:
                 raise BuildError(f"image {image_name}: no registry to publish it to (the run could not start one)")
-            builds = {arch: self.image(image_name, arch) for arch in self.matrix.vm_arches()}
+            arches = self.matrix.image(image_name).arches or self.matrix.vm_arches()
+            builds = {arch: self.image(image_name, arch) for arch in arches}
             try:
                 self._publications[image_name] = publish(url, image_name, builds)
             except RegistryError as exc:
@@ -223,7 +229,7 @@ class MatrixSession:
             method="pull",
             reference=reference,
             platform=platform,
-            mismatch=f"image is {platform}, host is {wanted}" if platform and platform != wanted else "",
+            mismatch=_mismatch(platform, wanted),
         )
 
     def deliver(self, host: Host, image_name: str) -> DeliveryRecord:
@@ -232,7 +238,8 @@ class MatrixSession:
         if key not in self.deliveries and self._pulls(host):
             self.deliveries[key] = self._pull(host, image_name)
         if key not in self.deliveries:
-            image = self.image(image_name, host.arch)
+            arch = self._arch_for(image_name, host.arch)
+            image = self.image(image_name, arch)
             self._phase(host.name, "loading", f"image {image_name}")
             load = host.load_image(image, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
             self.deliveries[key] = DeliveryRecord(
@@ -243,8 +250,15 @@ class MatrixSession:
                 duration=round(load.duration, 3),
                 command=load.argv,
                 output=clip(load.stdout + load.stderr, 8192),
+                platform=f"linux/{ARCHES[arch][1]}",
+                mismatch=_mismatch(f"linux/{ARCHES[arch][1]}", f"linux/{ARCHES[host.arch][1]}") if host.arch else "",
             )
         return self.deliveries[key]
+
+    def _arch_for(self, image_name: str, host_arch: str) -> str:
+        """The build a host gets from an archive: its own architecture's, or the image's only one."""
+        arches = self.matrix.image(image_name).arches
+        return host_arch if not arches or host_arch in arches else arches[0]
 
     # -- cells ------------------------------------------------------------------------------------
     def select(self, cells: list[tuple[str, str, str]]) -> None:
@@ -320,7 +334,7 @@ class MatrixSession:
         result.started_at = started_at
         if delivery.mismatch:  # flagged, and run anyway: what really happened is the finding
             result.message = f"{delivery.mismatch}; {result.message}" if result.message else delivery.mismatch
-        result.reproduce = host.reproduce(self.image(image_name, host.arch), scenario)
+        result.reproduce = host.reproduce(self.image(image_name, self._arch_for(image_name, host.arch)), scenario)
         self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)
 

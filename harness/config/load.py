@@ -231,6 +231,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
             release=i["release"],
             packages=tuple(i.get("packages", ())),
             cmd=tuple(i.get("cmd", ("/bin/bash",))),
+            arches=tuple(i.get("arches", ())),
         )
         for i in data["images"]
     )

@@ -78,6 +78,7 @@ class ImageSpec:
     packages: tuple[str, ...]
     cmd: tuple[str, ...]
     variant: str = "minbase"  # mmdebstrap's; "extract" for the harness's own probe image
+    arches: tuple[str, ...] = ()  # built and published for these only; empty: every VM host's
 
 
 # A trivial image the harness runs on every host before any candidate image, so that a broken host

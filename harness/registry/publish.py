@@ -42,4 +42,7 @@ def publish(url: str, name: str, builds: dict[str, ImageBuild]) -> Publication:
     repo = f"harness/{name}"
     pushed = [client.push_archive(repo, build.archive, arch) for arch, build in sorted(builds.items())]
     tag = "c-" + hashlib.sha256(" ".join(sorted(b.image_id for b in builds.values())).encode()).hexdigest()[:16]
+    if len(pushed) == 1:  # a single-architecture image: a plain manifest, which any platform pulls
+        client.tag_manifest(repo, tag, pushed[0])
+        return Publication(repo, tag, pushed[0].manifest_digest, tuple(builds))
     return Publication(repo, tag, client.push_index(repo, tag, pushed), tuple(sorted(builds)))

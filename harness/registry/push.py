@@ -84,6 +84,10 @@ class RegistryClient:
         self.push_manifest(repo, descriptor["digest"], manifest_bytes, MEDIA_MANIFEST)
         return PushedImage(arch, descriptor["digest"], len(manifest_bytes), manifest["config"]["digest"])
 
+    def tag_manifest(self, repo: str, tag: str, image: PushedImage) -> None:
+        body, _ = self.manifest(repo, image.manifest_digest, MEDIA_MANIFEST)
+        self.push_manifest(repo, tag, body, MEDIA_MANIFEST)
+
     def push_index(self, repo: str, tag: str, images: list[PushedImage]) -> str:
         """One tag for every architecture: the index engines resolve by their own platform. Returns its digest."""
         index = {

@@ -1,0 +1,60 @@
+"""Portability apart from compatibility, for real, on an emulated arm64 host pulling from the
+harness's registry: a multi-arch image resolves to the host's own platform; an image published for
+amd64 only is pulled anyway, flagged before it runs, and then run, recording what really happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import project_copy, write_matrix
+
+pytestmark = pytest.mark.vm
+RUN_ID = f"portability-{os.getpid()}"
+
+MATRIX = """
+version: 1
+retries: 0
+hosts:
+  - {name: trixie-arm64, release: trixie, arch: arm64, engine: podman, runtime: crun, cpu: cortex-a57}
+images:
+  - {name: debian-bookworm, release: bookworm, packages: [passwd], arches: [amd64, arm64]}
+  - {name: bookworm-amd64-only, release: bookworm, packages: [passwd], arches: [amd64]}
+scenarios:
+  - useradd
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    directory = project_copy(tmp_path_factory.mktemp("portability"))
+    reports = directory / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports), f"--run-id={RUN_ID}", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return json.loads((reports / "results.json").read_text())
+
+
+def test_the_index_resolves_to_the_hosts_platform(results):
+    delivery = results["deliveries"]["trixie-arm64/debian-bookworm"]
+    assert delivery["ok"] and delivery["method"] == "pull" and delivery["platform"] == "linux/arm64" and not delivery["mismatch"]
+    assert delivery["reference"].startswith("10.0.2.2:")
+    assert results["cells"]["trixie-arm64/debian-bookworm/useradd"]["outcome"] == "pass"
+
+
+def test_another_architectures_image_is_flagged_then_run(results):
+    delivery = results["deliveries"]["trixie-arm64/bookworm-amd64-only"]
+    assert delivery["ok"], "portable: the engine pulls it"
+    assert delivery["mismatch"] == "image is linux/amd64, host is linux/arm64"
+    cell = results["cells"]["trixie-arm64/bookworm-amd64-only/useradd"]
+    assert cell["message"].startswith("image is linux/amd64, host is linux/arm64")
+    # The guest has no binfmt handler for amd64: not compatible, and the output says why.
+    assert cell["outcome"] == "fail" and "exec format error" in (cell["stdout"] + cell["stderr"]).lower()
+    assert results["pairs"]["trixie-arm64/bookworm-amd64-only"]["status"] == "broken"
