@@ -69,12 +69,14 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def _workers(requested: str, matrix) -> int:
-    """Workers for a run: each runs one host at a time, so no more than hosts, cores, or memory allow."""
+    """Workers for a run: each runs one host at a time, so no more than hosts, cores (counting each
+    guest's vCPUs: an emulated vCPU keeps a core busy, and oversubscribed guests stall), or memory allow."""
     if requested != "auto":
         return max(1, int(requested))
     memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2**20
     per_host = max(h.machine.memory_mib for h in matrix.hosts) + 512
-    return max(1, min(len(matrix.hosts), os.cpu_count() or 1, memory_mib // per_host))
+    vcpus = max(h.machine.vcpus for h in matrix.hosts)
+    return max(1, min(len(matrix.hosts), (os.cpu_count() or 1) // vcpus, memory_mib // per_host))
 
 
 def _report(args: argparse.Namespace) -> int:

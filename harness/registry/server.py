@@ -27,8 +27,10 @@ http:
 
 
 # Not 5000: Debian's docker-registry service takes that port, with authentication, where an init
-# system starts it.
-REGISTRY_PORT = 5050
+# system starts it. 8008 is an http_port_t port in SELinux's reference policy, one that podman's
+# confined domain may connect to (5050 is mmcc_port_t, and was denied). HARNESS_REGISTRY_PORT
+# overrides it where the port is taken.
+REGISTRY_PORT = int(os.environ.get("HARNESS_REGISTRY_PORT", "8008"))
 
 
 class RegistryError(Exception):

@@ -66,3 +66,15 @@ def test_cgroup_and_lsm_settings_reach_the_kernel_command_line(repo_root, tmp_pa
     h, _ = hosts(repo_root, tmp_path)
     assert boot_cmdline(h["plain"]) == "root=/dev/vda console=ttyS0 panic=1"
     assert boot_cmdline(h["old-cgroups"]).endswith("panic=1 systemd.unified_cgroup_hierarchy=0 apparmor=0")
+
+
+def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path, monkeypatch):
+    import os
+
+    from harness.cli import _workers
+
+    h, _ = hosts(repo_root, tmp_path)
+    matrix = load_matrix(tmp_path / "matrix.yaml")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert _workers("auto", matrix) == 2  # four cores, guests of two vCPUs
+    assert _workers("3", matrix) == 3
