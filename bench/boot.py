@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.cache import default_root
 from harness.config.load import load_matrix
-from harness.hosts.domain import Disk, build_domain_xml
+from harness.hosts.domain import build_domain_xml
 from harness.hosts.initramfs import newc
 from harness.hosts.provision import Provisioner
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -59,3 +62,17 @@ def add_scenario(scenarios: Path, name: str, script: str, meta: str = "purpose: 
     (directory / "run").chmod(0o755)
     (directory / "scenario.yaml").write_text(meta)
     return directory
+
+
+def run_harness(directory: Path, run_id: str, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`harness run` on directory/matrix.yaml into directory/reports, as a user would; the tail of
+    its output is printed, so a failing test shows what the run said."""
+    reports = directory / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(directory / "matrix.yaml"), "--reports", str(reports), f"--run-id={run_id}", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return proc, reports

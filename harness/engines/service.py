@@ -10,8 +10,9 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from harness.daemon import start_daemon, stop_daemon
 
 
 def default_socket() -> Path:
@@ -52,42 +53,23 @@ class PodmanService:
             return self.endpoint
         self.sock.parent.mkdir(parents=True, exist_ok=True)
         self.sock.unlink(missing_ok=True)
-        log = open(self.sock.parent / "podman-service.log", "ab")
-        try:
-            self.process = subprocess.Popen(
-                ["podman", "system", "service", "--time=0", self.endpoint],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise RuntimeError("podman is not installed (Debian package podman)") from None
-        finally:
-            log.close()
-        # Who started it: `harness cleanup` stops a service whose starter died without stopping it.
-        self.pid_file.write_text(f"{self.process.pid} {os.getpid()}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if answers(self.sock):
-                return self.endpoint
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"podman system service did not answer on {self.sock}; see {self.sock.parent / 'podman-service.log'}")
+        # The pid file says who started it: `harness cleanup` stops a service whose starter died.
+        self.process = start_daemon(
+            ["podman", "system", "service", "--time=0", self.endpoint],
+            self.sock.parent / "podman-service.log",
+            self.pid_file,
+            lambda: answers(self.sock),
+            f"podman system service on {self.sock}",
+            "Debian package podman",
+            timeout,
+        )
+        return self.endpoint
 
     def stop(self) -> None:
         """Stop the service this object started (one found running is left alone)."""
         if self.process is None:
             return
-        self.pid_file.unlink(missing_ok=True)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_daemon(self.process, self.pid_file)
         self.process = None
         self.sock.unlink(missing_ok=True)
 

@@ -7,11 +7,11 @@ registry. The harness reuses a registry that already answers there and stops onl
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
+
+from harness.daemon import DaemonError, start_daemon, stop_daemon
 
 CONFIG = """version: 0.1
 log:
@@ -66,35 +66,21 @@ class RegistryServer:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
         config.write_text(CONFIG.format(root=self.root / "storage", addr=self.addr))
-        log = open(self.root / "registry.log", "ab")
         try:
-            self.process = subprocess.Popen(
-                ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            self.process = start_daemon(
+                ["docker-registry", "serve", str(config)],
+                self.root / "registry.log",
+                self.pid_file,
+                lambda: answers(self.url),
+                f"docker-registry at {self.url}",
+                "Debian package docker-registry; ./setup-machine installs it",
+                timeout,
             )
-        except FileNotFoundError:
-            raise RegistryError("docker-registry is not installed (Debian package docker-registry; ./setup-machine installs it)") from None
-        finally:
-            log.close()
-        self.pid_file.write_text(f"{self.process.pid} {os.getpid()}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if answers(self.url):
-                return self.url
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RegistryError(f"docker-registry did not answer at {self.url}; see {self.root / 'registry.log'}")
+        except DaemonError as exc:
+            raise RegistryError(str(exc)) from None
+        return self.url
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        self.pid_file.unlink(missing_ok=True)
+        if self.process is not None:
+            stop_daemon(self.process, self.pid_file)
+            self.process = None

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, write_matrix
+from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"e2e-{os.getpid()}"
@@ -37,16 +37,8 @@ def run(tmp_path_factory):
     project_copy(directory)
     add_scenario(directory / "scenarios", "hangs", "#!/bin/sh\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 2\n")
     add_scenario(directory / "scenarios", "exits-3", "#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
-    matrix = write_matrix(directory, MATRIX)
-    reports = directory / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), f"--run-id={RUN_ID}"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    print(proc.stdout[-5000:], proc.stderr[-3000:])
-    return proc, reports
+    write_matrix(directory, MATRIX)
+    return run_harness(directory, RUN_ID)
 
 
 def test_run_exits_with_pytest_status(run):

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import BOOKWORM_IMAGE, project_copy, write_matrix
+from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow_arch]
 RUN_ID = f"foreign-{os.getpid()}"
@@ -20,6 +18,7 @@ RUN_ID = f"foreign-{os.getpid()}"
 MATRIX = f"""
 version: 1
 retries: 0
+defaults: {{vcpus: 1}}  # both at once on two cores
 hosts:
   - {{name: trixie-ppc64el, release: trixie, arch: ppc64el, engine: podman, runtime: crun}}
   - {{name: trixie-s390x, release: trixie, arch: s390x, engine: podman, runtime: crun}}
@@ -31,13 +30,8 @@ images:{BOOKWORM_IMAGE}scenarios:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("foreign"))
-    reports = directory / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports), f"--run-id={RUN_ID}", "--workers", "2", "--quiet"],
-        capture_output=True,
-        text=True,
-    )
-    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    write_matrix(directory, MATRIX)
+    _, reports = run_harness(directory, RUN_ID, "--workers", "auto", "--quiet")
     return json.loads((reports / "results.json").read_text())
 
 

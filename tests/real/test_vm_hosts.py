@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import BOOKWORM_IMAGE, project_copy, write_matrix
+from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"hosts-{os.getpid()}"
@@ -38,14 +36,8 @@ images:{BOOKWORM_IMAGE}scenarios:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("hosts"))
-    matrix = write_matrix(directory, MATRIX)
-    reports = directory / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), f"--run-id={RUN_ID}", "--workers", "auto", "--quiet"],
-        capture_output=True,
-        text=True,
-    )
-    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    write_matrix(directory, MATRIX)
+    _, reports = run_harness(directory, RUN_ID, "--workers", "auto", "--quiet")
     return json.loads((reports / "results.json").read_text()), reports
 
 

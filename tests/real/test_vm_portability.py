@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import project_copy, write_matrix
+from tests.conftest import project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"portability-{os.getpid()}"
@@ -32,13 +30,8 @@ scenarios:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("portability"))
-    reports = directory / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(write_matrix(directory, MATRIX)), "--reports", str(reports), f"--run-id={RUN_ID}", "--quiet"],
-        capture_output=True,
-        text=True,
-    )
-    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    write_matrix(directory, MATRIX)
+    _, reports = run_harness(directory, RUN_ID, "--quiet")
     return json.loads((reports / "results.json").read_text())
 
 

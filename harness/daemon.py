@@ -1,0 +1,48 @@
+"""Helper daemons the harness starts on this machine (podman's API service, the registry): started
+in their own session with their output in a log, recorded in a pid file with the starting process
+(so a later run can stop one whose starter died), and stopped only by whoever started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+
+class DaemonError(RuntimeError):
+    """The daemon could not be started or did not answer; the message names it and its log."""
+
+
+def start_daemon(argv: list[str], log: Path, pid_file: Path, answers: Callable[[], bool], what: str, missing: str, timeout: float = 30.0) -> subprocess.Popen:
+    """Start argv and wait until `answers()`; raise DaemonError (naming `missing` when argv[0] is absent)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        try:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        except FileNotFoundError:
+            raise DaemonError(f"{argv[0]} is not installed ({missing})") from None
+    pid_file.write_text(f"{process.pid} {os.getpid()}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answers():
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop_daemon(process, pid_file)
+    raise DaemonError(f"{what} did not answer; see {log}")
+
+
+def stop_daemon(process: subprocess.Popen, pid_file: Path) -> None:
+    """SIGTERM its whole session, SIGKILL after 10 s."""
+    pid_file.unlink(missing_ok=True)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
