@@ -10,6 +10,7 @@ from pathlib import Path
 
 import libvirt
 
+from harness.daemon import stop_orphaned_daemon
 from harness.engines.service import stop_orphaned
 from harness.hosts.domain import owner_of
 
@@ -92,7 +93,7 @@ def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = 
         if run.name not in spare:
             shutil.rmtree(run, ignore_errors=True)
             cleaned.workdirs.append(run.name)
-    stopped = stop_orphaned()
-    if stopped:
-        cleaned.services.append(stopped)
+    for stopped in (stop_orphaned(), stop_orphaned_daemon(cache_root / "registry" / "registry.pid", "the registry")):
+        if stopped:
+            cleaned.services.append(stopped)
     return cleaned

@@ -46,3 +46,22 @@ def stop_daemon(process: subprocess.Popen, pid_file: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def stop_orphaned_daemon(pid_file: Path, what: str) -> str | None:
+    """Stop a daemon whose starting harness process is gone (killed); returns what was done, if anything."""
+    try:
+        daemon_pid, owner_pid = (int(x) for x in pid_file.read_text().split())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(owner_pid, 0)
+        return None  # its harness still runs
+    except ProcessLookupError:
+        pass
+    try:
+        os.killpg(daemon_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+    return f"stopped {what} (pid {daemon_pid}) of a harness that is gone"

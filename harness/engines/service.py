@@ -7,12 +7,11 @@ answers and stops only the one it started itself.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 from pathlib import Path
 
-from harness.daemon import start_daemon, stop_daemon
+from harness.daemon import start_daemon, stop_daemon, stop_orphaned_daemon
 
 
 def default_socket() -> Path:
@@ -76,19 +75,4 @@ class PodmanService:
 
 def stop_orphaned(sock: Path | None = None) -> str | None:
     """Stop a service whose starting harness process is gone; returns what was done, if anything."""
-    pid_file = (sock or default_socket()).with_suffix(".pid")
-    try:
-        service_pid, owner_pid = (int(x) for x in pid_file.read_text().split())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(owner_pid, 0)
-        return None  # its harness still runs
-    except ProcessLookupError:
-        pass
-    try:
-        os.kill(service_pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    pid_file.unlink(missing_ok=True)
-    return f"stopped the podman API service (pid {service_pid}) of a harness that is gone"
+    return stop_orphaned_daemon((sock or default_socket()).with_suffix(".pid"), "the podman API service")

@@ -70,3 +70,28 @@ def test_podman_pulls_by_reference_and_resolves_the_platform(registry, pushed, p
     image_id, got_arch = inspect.stdout.split()
     assert (f"sha256:{image_id}", got_arch) == (builds[arch].image_id, arch)
     subprocess.run(["podman", "rmi", "--force", reference], capture_output=True)
+
+
+def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path):
+    import signal
+    import sys
+    import time
+
+    from harness.cleanup import cleanup
+
+    addr = f"127.0.0.1:{free_port()}"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from pathlib import Path; from harness.registry.server import RegistryServer; "
+         f"RegistryServer(Path({str(tmp_path / 'registry')!r}), {addr!r}).start(); print('up', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert starter.stdout.readline().strip() == "up"
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    assert answers(f"http://{addr}"), "the registry outlives the harness that was killed"
+    cleaned = cleanup(None, tmp_path)
+    assert any("stopped the registry" in s for s in cleaned.services)
+    deadline = time.monotonic() + 10
+    while answers(f"http://{addr}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not answers(f"http://{addr}")
