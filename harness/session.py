@@ -287,7 +287,8 @@ class MatrixSession:
             self._mark_broken(host, str(exc))
             raise error(str(exc)) from None
         if not delivery.ok:
-            raise error(f"image {image_name} could not be loaded by {host_name}'s engine: {delivery.output.strip()[-300:]}")
+            how = f"pulled ({delivery.reference})" if delivery.method == "pull" else "loaded"
+            raise error(f"image {image_name} could not be {how} by {host_name}'s engine: {delivery.output.strip()[-300:]}")
         return host, delivery
 
     def _key(self, host_name: str, image_name: str, scenario_name: str) -> str:
