@@ -29,6 +29,8 @@ def problems(arches: set[str], uri: str) -> list[str]:
             found.append(f"no binfmt handler for {arch} ({BINFMT}/qemu-{qemu_arch}), needed to build {arch} trees; {FIX}")
     if not arches:
         return found
+    if shutil.which("docker-registry") is None:
+        found.append(f"missing command docker-registry (Debian package docker-registry), the registry images reach VM hosts through; {FIX}")
     try:
         import libvirt
 
