@@ -57,7 +57,8 @@ def test_results_record_real_host_and_cells(run):
     assert host["facts"]["engine"] == "podman" and host["facts"]["engine_version"].startswith("4.")
     assert "crun" in host["facts"]["runtime_version"]
     assert host["boot_seconds"] > 0 and host["accel"] in ("kvm", "qemu")
-    assert (reports / host["console_log"]).read_text().count("harness-init: ready") == 1
+    console = (reports / host["console_log"]).read_text()
+    assert console.count("harness-stage1: delivery disk mounted") == 1 and console.count("harness-init: guest agent starting") == 1
 
     useradd = results["cells"]["bookworm-amd64/debian-bookworm/useradd"]
     assert useradd["outcome"] == "pass", useradd
@@ -73,6 +74,7 @@ def test_results_record_real_host_and_cells(run):
 
     delivery = results["deliveries"]["bookworm-amd64/debian-bookworm"]
     assert delivery["ok"] and delivery["image_id"].startswith("sha256:")
+    assert delivery["method"] == "pull" and delivery["platform"] == "linux/amd64" and not delivery["mismatch"]
 
 
 def test_report_shows_the_matrix_and_escapes_output(run):
