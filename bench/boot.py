@@ -39,7 +39,7 @@ def ready_seconds(provisioner: Provisioner, spec) -> tuple[float, object]:
 def floor_seconds(host, workdir: Path) -> float:
     """Boot the host's kernel into an initramfs whose /init only prints a marker, as the host booted."""
     initrd = workdir / "floor.cpio"
-    initrd.write_bytes(host.build.initramfs_base.read_bytes() + newc([("init", 0o100755, FLOOR_INIT)]))
+    initrd.write_bytes(host.initramfs_base.read_bytes() + newc([("init", 0o100755, FLOOR_INIT)]))
     console = workdir / "floor-console.log"
     console.unlink(missing_ok=True)
     spec = host._domain_spec(host.record.accel, ())

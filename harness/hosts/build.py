@@ -18,7 +18,6 @@ import yaml
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.model import HostSpec
-from harness.hosts.initramfs import build_base
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
 from harness.registry.publish import GUEST_GATEWAY
 from harness.registry.server import REGISTRY_PORT
@@ -42,10 +41,6 @@ class HostBuild:
     @property
     def kernel(self) -> Path:
         return self.directory / "vmlinuz"
-
-    @property
-    def initramfs_base(self) -> Path:
-        return self.directory / "initramfs.cpio"
 
     @property
     def root_disk(self) -> Path:
@@ -169,7 +164,6 @@ def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) ->
         if spec.lsm == "selinux":
             _label_for_selinux(spec, rootfs, log)
         shutil.copyfile(_only(rootfs, "vmlinu[xz]-*"), tmp / "vmlinuz")  # ppc64el ships an uncompressed vmlinux
-        build_base(rootfs, tmp / "initramfs.cpio")
         size = _tree_size_mib(rootfs) + FREE_SPACE_MIB
         run_logged(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(tmp / "root.img"), f"{size}M"], log, f"host {spec.name}")
         shutil.rmtree(rootfs)

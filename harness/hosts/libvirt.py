@@ -71,6 +71,7 @@ class LibvirtHost(Host):
         self,
         spec: HostSpec,
         build: HostBuild,
+        initramfs_base: Path,
         conn: libvirt.virConnect,
         vms_dir: Path,
         workdir: Path,
@@ -88,7 +89,7 @@ class LibvirtHost(Host):
                 settings=spec.settings(),
             )
         )
-        self.spec, self.build, self.conn, self.vms_dir = spec, build, conn, vms_dir
+        self.spec, self.build, self.initramfs_base, self.conn, self.vms_dir = spec, build, initramfs_base, conn, vms_dir
         self.workdir, self.run_id, self.verdicts = workdir, run_id, verdicts
         self.console_log = workdir / "console.log"
         self.domain: libvirt.virDomain | None = None
@@ -132,7 +133,7 @@ class LibvirtHost(Host):
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
-        boot_initrd(self.build.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
+        boot_initrd(self.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
             disks = (Disk(self._fresh_overlay(), "qcow2"), Disk(payload_disk, "raw", readonly=True))
             spec = self._domain_spec(accel, disks)

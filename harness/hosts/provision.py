@@ -14,6 +14,7 @@ from harness.engines.service import PodmanService
 from harness.hosts.accel import AccelVerdicts
 from harness.hosts.build import build_host
 from harness.hosts.engine import EngineHost, default_endpoint
+from harness.hosts.initramfs import cached_base
 from harness.hosts.libvirt import LibvirtHost, connect
 from harness.hosts.provider import Host, HostError
 
@@ -38,9 +39,11 @@ class Provisioner:
             self._conn = connect(self.uri)
             claim(self.workdir)
         build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(self.cache_root, "hosts"))
+        base = cached_base(build.digest, build.root_disk, BuildCache(self.cache_root, "initramfs"))
         return LibvirtHost(
             spec,
             build,
+            base,
             self._conn,
             self.matrix.vms_dir,
             self.workdir / spec.name,
