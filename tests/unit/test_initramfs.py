@@ -25,3 +25,25 @@ def test_boot_modules_come_with_their_dependencies_first(tmp_path):
     )
     names = [p.name for p in boot_modules(tmp_path)]
     assert names == ["virtio.ko.xz", "virtio_ring.ko.xz", "virtio_pci.ko.xz", "virtio_blk.ko.xz"]
+
+
+def test_the_base_is_read_out_of_a_root_disk(tmp_path):
+    """As for a bullseye host: /lib/modules, not merged into /usr; busybox and the boot modules only."""
+    from harness.hosts.initramfs import base_from_disk
+
+    tree = tmp_path / "tree"
+    modules = tree / "lib/modules/5.10.0-test"
+    (modules / "kernel").mkdir(parents=True)
+    (modules / "modules.dep").write_text("kernel/virtio_blk.ko: kernel/virtio.ko\nkernel/virtio.ko:\nkernel/sound.ko:\n")
+    for name in ("virtio_blk", "virtio", "sound"):
+        (modules / "kernel" / f"{name}.ko").write_bytes(name.encode())
+    (tree / "bin").mkdir()
+    (tree / "bin/busybox").write_bytes(b"busybox binary")
+    disk = tmp_path / "root.img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(tree), str(disk), "8M"], check=True)
+    base_from_disk(disk, tmp_path / "base.cpio")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["busybox", "cpio", "-id"], input=(tmp_path / "base.cpio").read_bytes(), cwd=out, check=True, capture_output=True)
+    assert sorted(p.name for p in (out / "modules").iterdir()) == ["00-virtio.ko", "01-virtio_blk.ko"]
+    assert (out / "bin/busybox").read_bytes() == b"busybox binary"
