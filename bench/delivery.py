@@ -49,7 +49,7 @@ def main() -> int:
             assert load.exit_code == 0, load.stderr
             floor.append(load.duration)
             host.run(["podman", "rmi", "--force", build.image_id], timeout=600)
-            pull, image_id, platform = host.pull_image(reference, timeout=3600)
+            pull, image_id, platform = host.pull_image(image_spec.name, reference, timeout=3600)
             assert pull.exit_code == 0, pull.stderr
             pulled.append(pull.duration)
             host.run(["podman", "rmi", "--force", image_id], timeout=600)

@@ -216,7 +216,7 @@ class MatrixSession:
         publication = self.publication(image_name)
         reference = publication.reference(guest_registry(registry_url() or ""))
         self._phase(host.name, "pulling", f"image {image_name}")
-        pull, image_id, platform = host.pull_image(reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
+        pull, image_id, platform = host.pull_image(image_name, reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
         wanted = f"linux/{self.matrix.host(host.name).oci_arch}"
         return DeliveryRecord(
             host=host.name,

@@ -186,7 +186,7 @@ class LibvirtHost(Host):
     def pulls(self) -> bool:
         return True
 
-    def pull_image(self, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
+    def pull_image(self, image_name: str, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
         pull = self.run(self.engine.pull(reference), timeout)
         if pull.exit_code != 0:
             return pull, "", ""
@@ -196,7 +196,7 @@ class LibvirtHost(Host):
             pull.exit_code, pull.stderr = inspect.exit_code or 1, pull.stderr + f"\npulled, but not inspectable: {inspect.stderr.strip()[-300:]}"
             return pull, "", ""
         image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
-        self._pulled[reference.rsplit("/", 1)[1].split(":")[0]] = (reference, image_id)
+        self._pulled[image_name] = (reference, image_id)
         return pull, image_id, platform
 
     def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:

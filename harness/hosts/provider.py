@@ -77,8 +77,8 @@ class Host(ABC):
         """Whether images reach this host by reference from the harness's registry (VM hosts do)."""
         return False
 
-    def pull_image(self, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
-        """Pull by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""
+    def pull_image(self, image_name: str, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
+        """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""
         raise HostError(f"host {self.name} does not pull images")
 
     @abstractmethod
