@@ -93,7 +93,10 @@ def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = 
         if run.name not in spare:
             shutil.rmtree(run, ignore_errors=True)
             cleaned.workdirs.append(run.name)
-    for stopped in (stop_orphaned(), stop_orphaned_daemon(cache_root / "registry" / "registry.pid", "the registry")):
+    # The registry is shared by the runs on this machine: one whose starter is gone is stopped only
+    # when no other run lives (one may be pulling from it).
+    registry = None if live_runs(runs_dir) - set(keep) else stop_orphaned_daemon(cache_root / "registry" / "registry.pid", "the registry")
+    for stopped in (stop_orphaned(), registry):
         if stopped:
             cleaned.services.append(stopped)
     return cleaned

@@ -21,7 +21,7 @@ import pytest
 
 from harness import __version__
 from harness.cache import default_root
-from harness.cleanup import claim, cleanup
+from harness.cleanup import claim, cleanup, live_runs
 from harness.config.load import MatrixError, load_matrix
 from harness.hosts.libvirt import connect
 from harness.hosts.provider import HostError
@@ -356,8 +356,9 @@ class ResultsRecorder:
     def pytest_sessionfinish(self) -> None:
         if self.printer is not None:
             self.printer.stop()
-        if self.registry is not None:
-            self.registry.stop()
+        runs = _cache_root(self.config) / "runs"
+        if self.registry is not None and not live_runs(runs) - {self.config.option.run_id}:
+            self.registry.stop()  # left running for another live run; the next cleanup stops it
         shutil.rmtree(_cache_root(self.config) / "runs" / self.config.option.run_id, ignore_errors=True)
         if self.results is None:
             return

@@ -5,6 +5,7 @@ resolving its own platform (and another one when asked) from the index."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 
@@ -72,7 +73,8 @@ def test_podman_pulls_by_reference_and_resolves_the_platform(registry, pushed, p
     subprocess.run(["podman", "rmi", "--force", reference], capture_output=True)
 
 
-def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path):
+@pytest.mark.parametrize("other_run_lives", [False, True])
+def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_run_lives):
     import signal
     import sys
     import time
@@ -89,6 +91,12 @@ def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path):
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     assert answers(f"http://{addr}"), "the registry outlives the harness that was killed"
+    if other_run_lives:  # another run on this machine may be pulling from it: it stays
+        from harness.cleanup import claim
+
+        claim(tmp_path / "runs" / "other")
+        assert not cleanup(None, tmp_path).services and answers(f"http://{addr}")
+        shutil.rmtree(tmp_path / "runs" / "other")
     cleaned = cleanup(None, tmp_path)
     assert any("stopped the registry" in s for s in cleaned.services)
     deadline = time.monotonic() + 10
