@@ -13,21 +13,29 @@ class BuildError(Exception):
     """A host or image could not be built; the message names it and points at the build log."""
 
 
-def run_logged(argv: list[str], log: Path, what: str) -> None:
+def run_logged(argv: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> None:
     """Run a build step, appending its output to `log`; raise BuildError naming `what` on failure."""
     with open(log, "a") as fh:
         fh.write(f"$ {' '.join(argv)}\n")
         fh.flush()
-        result = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        result = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     if result.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(tail)}")
 
 
 def mmdebstrap_argv(
-    release: str, arch: str, packages: list[str], target: Path, mirror: str, variant: str = "minbase", hooks: dict[str, str] | None = None
+    release: str,
+    arch: str,
+    packages: list[str],
+    target: Path,
+    mirror: str,
+    variant: str = "minbase",
+    hooks: dict[str, str] | None = None,
+    sources: list[str] | None = None,
 ) -> list[str]:
-    """hooks: mmdebstrap hook kind (setup, extract, essential, customize) to a shell command."""
+    """hooks: mmdebstrap hook kind (setup, extract, essential, customize) to a shell command.
+    sources: apt source lines to build from instead of the release's suite in `mirror`."""
     return [
         "mmdebstrap",
         "--mode=root",
@@ -39,5 +47,5 @@ def mmdebstrap_argv(
         *(f"--{kind}-hook={command}" for kind, command in (hooks or {}).items()),
         release,
         str(target),
-        mirror,
+        *(sources or [mirror]),
     ]

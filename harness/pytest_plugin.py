@@ -38,6 +38,7 @@ from harness.session import CellError, MatrixSession
 CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
+IMAGE_PROPERTY = "harness_image"
 SESSION_KEY = pytest.StashKey[MatrixSession]()
 MATRIX_KEY = pytest.StashKey[Matrix]()
 PROGRESS_FILE = "progress.jsonl"
@@ -141,6 +142,8 @@ class CellItem(pytest.Item):
         self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(session.host_record(host)))))
         if (host, image) in session.deliveries:
             self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(session.deliveries[(host, image)]))))
+        if image in session.image_records:
+            self.user_properties.append((IMAGE_PROPERTY, json.dumps(asdict(session.image_records[image]))))
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
@@ -262,7 +265,7 @@ class ResultsRecorder:
             matrix=str(self.matrix.path),
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             harness_version=__version__,
-            images={i.name: ImageRecord(i.name, i.release, list(i.packages)) for i in self.matrix.images},
+            images={i.name: ImageRecord(i.name, i.release, list(i.packages), base=i.base) for i in self.matrix.images},
         )
         for host in self.matrix.hosts:
             self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind, settings=host.settings())
@@ -271,6 +274,9 @@ class ResultsRecorder:
             old = store.load(previous)
             self.results.hosts.update({k: v for k, v in old.hosts.items() if k in self.results.hosts})
             self.results.deliveries.update(old.deliveries)
+            for image in old.images.values():
+                if image.name in self.results.images:
+                    self._merge_image(image)
             self.results.cells.update(_finished_cells(self.config))
         self._classify()
         self._save()
@@ -336,9 +342,21 @@ class ResultsRecorder:
             elif name == DELIVERY_PROPERTY:
                 delivery = DeliveryRecord(**json.loads(value))
                 self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
+            elif name == IMAGE_PROPERTY:
+                self._merge_image(ImageRecord.from_json(json.loads(value)))
         if recorded:
             self._classify()
             self._save()
+
+    def _merge_image(self, image: ImageRecord) -> None:
+        """Workers each know the builds they used; the run's record has them all."""
+        known = self.results.images.get(image.name)
+        if known is None:
+            self.results.images[image.name] = image
+            return
+        known.builds.update(image.builds)
+        known.reference = image.reference or known.reference
+        known.index_digest = image.index_digest or known.index_digest
 
     def _start_progress(self) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")

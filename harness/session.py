@@ -15,16 +15,17 @@ from pathlib import Path
 
 from harness.cache import BuildCache
 from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
-from harness.config.model import ARCHES, PROBE_IMAGE, Matrix, ScenarioSpec
+from harness.config.model import ARCHES, PROBE_IMAGE, ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image
+from harness.images.freshness import judge
 from harness.cleanup import release
 from harness.mmdebstrap import BuildError
 from harness.progress import ProgressLog
 from harness.registry.publish import Publication, guest_registry, publish, registry_url
 from harness.registry.server import RegistryError
-from harness.results.model import CellResult, DeliveryRecord, HostRecord
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageBuildRecord, ImageRecord
 from harness.results.reuse import ResultCache, cell_key
 
 
@@ -78,6 +79,8 @@ class MatrixSession:
     progress: ProgressLog | None = None
     _started: dict[str, int] = field(default_factory=dict)
     _publications: dict[str, Publication] = field(default_factory=dict)
+    # Facts of the candidate images this process built or took from the cache, for the report.
+    image_records: dict[str, ImageRecord] = field(default_factory=dict)
     _total: dict[str, int] = field(default_factory=dict)
 
     def _phase(self, host: str, phase: str, detail: str = "", step: int = 0, steps: int = 0) -> None:
@@ -146,7 +149,9 @@ class MatrixSession:
         if (name, arch) in self._failed_images:
             raise BuildError(self._failed_images[(name, arch)])
         try:
-            return self._build(self.matrix.image(name), arch)
+            build = self._build(self.matrix.image(name), arch)
+            self._record_build(build)
+            return build
         except OSError as exc:
             self._failed_images[(name, arch)] = f"image {name} for {arch}: {_os_problem(exc)}"
         except BuildError as exc:
@@ -160,11 +165,34 @@ class MatrixSession:
         except BuildError:
             return None
 
-    def _build(self, spec, arch: str) -> ImageBuild:
+    def _build(self, spec: ImageSpec, arch: str) -> ImageBuild:
         key = (spec.name, arch)
         if key not in self._images:
-            self._images[key], _ = build_image(spec, arch, self.matrix.mirror, BuildCache(self.cache_root, "images"))
+            base = self._build(self.matrix.image(spec.base), arch) if spec.base else None
+            self._images[key], _ = build_image(spec, arch, self.matrix.mirror, BuildCache(self.cache_root, "images"), base)
         return self._images[key]
+
+    def _record_build(self, build: ImageBuild) -> None:
+        """The image's facts for the report, and its freshness against the archive as it is now."""
+        spec = self.matrix.image(build.name)
+        record = self.image_records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base))
+        if build.arch in record.builds:
+            return
+        record.builds[build.arch] = ImageBuildRecord(
+            arch=build.arch,
+            platform=f"linux/{ARCHES[build.arch][1]}",
+            image_id=build.image_id,
+            manifest_digest=build.manifest_digest,
+            size=build.size,
+            layers=build.layers,
+            created=build.created,
+            debian_version=build.debian_version,
+            glibc=build.glibc,
+            package_count=build.package_count,
+            recipe_digest=build.digest,
+            labels=build.labels,
+            freshness=judge(build.installed(), spec.release, build.arch, self.matrix.mirror, self.cache_root / "archive-indexes"),
+        )
 
     def _health_check(self, host: Host, probe: ImageBuild) -> None:
         """A trivial container on the host's engine: if even that fails, the host is broken, not the images."""
@@ -207,9 +235,12 @@ class MatrixSession:
             arches = self.matrix.image(image_name).arches or self.matrix.vm_arches()
             builds = {arch: self.image(image_name, arch) for arch in arches}
             try:
-                self._publications[image_name] = publish(url, image_name, builds)
+                self._publications[image_name] = publication = publish(url, image_name, builds)
             except RegistryError as exc:
                 raise BuildError(f"image {image_name}: {exc}") from None
+            record = self.image_records[image_name]
+            record.reference = publication.reference(url.split("://", 1)[-1])
+            record.index_digest = publication.index_digest
         return self._publications[image_name]
 
     def _pull(self, host: Host, image_name: str) -> DeliveryRecord:

@@ -89,6 +89,9 @@ def _schema_problem(loc: _Located, error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         missing = [r for r in error.validator_value if r not in error.instance]
         return loc.problem(path, f"missing required key {missing[0]!r}")
+    if error.validator == "anyOf" and all(set(branch) == {"required"} for branch in error.validator_value):
+        keys = " or ".join(repr(b["required"][0]) for b in error.validator_value)
+        return loc.problem(path, f"needs {keys}")
     if error.validator == "const" and path == ["version"]:
         return loc.problem(path, f"unsupported matrix version {error.instance!r} (this harness reads version 1)")
     return loc.problem(path, error.message)
@@ -220,21 +223,41 @@ def _host(h: dict, defaults: Machine) -> HostSpec:
     )
 
 
+def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], list[str]]:
+    """The candidate images; a layered one takes its base's release, command and architectures."""
+    by_name = {i["name"]: i for i in entries}
+    problems, images = [], []
+    for index, i in enumerate(entries):
+        base = by_name.get(i.get("base", ""), {})
+        if "base" in i:
+            where = ["images", index, "base"]
+            if not base:
+                problems.append(loc.problem(where, f"image {i['name']!r}: base {i['base']!r} is not an image of this matrix"))
+            elif "base" in base:
+                problems.append(loc.problem(where, f"image {i['name']!r}: base {i['base']!r} is itself layered; layer on a base image"))
+            elif i.get("release", base["release"]) != base["release"]:
+                problems.append(loc.problem(where, f"image {i['name']!r}: release {i['release']!r} differs from its base's ({base['release']!r})"))
+        images.append(
+            ImageSpec(
+                name=i["name"],
+                release=i.get("release") or base.get("release", ""),
+                packages=tuple(i.get("packages", ())),
+                cmd=tuple(i.get("cmd", base.get("cmd", ("/bin/bash",)))),
+                arches=tuple(i.get("arches", base.get("arches", ()))),
+                base=i.get("base", ""),
+                updates=i.get("updates", base.get("updates", True)),
+            )
+        )
+    return tuple(images), problems
+
+
 def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     base = path.parent
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
     defaults = Machine().merged(data.get("defaults", {}))
     hosts = tuple(_host(h, defaults) for h in data["hosts"])
-    images = tuple(
-        ImageSpec(
-            name=i["name"],
-            release=i["release"],
-            packages=tuple(i.get("packages", ())),
-            cmd=tuple(i.get("cmd", ("/bin/bash",))),
-            arches=tuple(i.get("arches", ())),
-        )
-        for i in data["images"]
-    )
+    images, image_problems = _images(data["images"], loc)
+    problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()
     scenarios = []
     for index, name in enumerate(data["scenarios"]):

@@ -79,11 +79,13 @@ class ImageSpec:
     cmd: tuple[str, ...]
     variant: str = "minbase"  # mmdebstrap's; "extract" for the harness's own probe image
     arches: tuple[str, ...] = ()  # built and published for these only; empty: every VM host's
+    base: str = ""  # the image of the matrix this one is layered on (same release)
+    updates: bool = True  # built with the release's security and point updates, as Debian's images are
 
 
 # A trivial image the harness runs on every host before any candidate image, so that a broken host
 # is told apart from a broken image: one static binary, unpacked without running anything.
-PROBE_IMAGE = ImageSpec("harness-probe", "bookworm", ("busybox-static",), ("/bin/busybox", "sh"), variant="extract")
+PROBE_IMAGE = ImageSpec("harness-probe", "bookworm", ("busybox-static",), ("/bin/busybox", "sh"), variant="extract", updates=False)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import ARCHES
+from harness.images.oci import blob_name
 from harness.registry.server import RegistryError
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -76,10 +77,10 @@ class RegistryClient:
         with tarfile.open(archive) as tar:
             index = json.loads(tar.extractfile("index.json").read())
             descriptor = index["manifests"][0]
-            manifest_bytes = tar.extractfile(_blob_path(descriptor["digest"])).read()
+            manifest_bytes = tar.extractfile(blob_name(descriptor["digest"])).read()
             manifest = json.loads(manifest_bytes)
             for blob in [manifest["config"], *manifest["layers"]]:
-                member = tar.getmember(_blob_path(blob["digest"]))
+                member = tar.getmember(blob_name(blob["digest"]))
                 self.push_blob(repo, blob["digest"], tar.extractfile(member), member.size)
         self.push_manifest(repo, descriptor["digest"], manifest_bytes, MEDIA_MANIFEST)
         return PushedImage(arch, descriptor["digest"], len(manifest_bytes), manifest["config"]["digest"])
@@ -101,7 +102,3 @@ class RegistryClient:
         body = json.dumps(index, sort_keys=True).encode()
         self.push_manifest(repo, tag, body, MEDIA_INDEX)
         return self.manifest(repo, tag, MEDIA_INDEX)[1]
-
-
-def _blob_path(digest: str) -> str:
-    return "blobs/" + digest.replace(":", "/")

@@ -6,6 +6,7 @@ support.html, the vendor-facing published support matrix (supported pairs and wh
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -28,7 +29,21 @@ def _environment() -> Environment:
     # autoescape=True for every template: container output is untrusted and ends up in these pages.
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=True, undefined=StrictUndefined)
     env.globals["CLASS_LABELS"] = CLASS_LABELS
+    env.globals["age_days"] = age_days
+    env.filters["mib"] = size_mib
     return env
+
+
+def age_days(created: str, now: str) -> int | None:
+    """Whole days from an image's build date to the run's start (None when either is unknown)."""
+    try:
+        return (datetime.fromisoformat(now) - datetime.fromisoformat(created)).days
+    except ValueError:
+        return None
+
+
+def size_mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 def anchor(*parts: str) -> str:

@@ -107,10 +107,64 @@ class CellResult:
 
 
 @dataclass
+class Freshness:
+    """How stale an image's packages are against its release's fix archive, judged during the run."""
+
+    grade: str  # A to F, or "?" when the archive could not be read
+    outdated: int  # installed packages the fix archive has a newer version of
+    checked: int  # installed packages compared
+    against: str  # the archive suites compared with
+    checked_at: str
+    updates: list[str] = field(default_factory=list)  # "name installed -> fixed"
+    error: str = ""
+
+
+@dataclass
+class ImageBuildRecord:
+    """One architecture's build of a candidate image, as its OCI config and dpkg database say."""
+
+    arch: str
+    platform: str  # linux/arm64
+    image_id: str  # config digest, what engines call the image
+    manifest_digest: str
+    size: int  # bytes of its layers, uncompressed
+    layers: int
+    created: str  # the build date: the archive state it was built from (reproducible)
+    debian_version: str
+    glibc: str
+    package_count: int
+    recipe_digest: str
+    labels: dict[str, str] = field(default_factory=dict)
+    freshness: Freshness | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ImageBuildRecord":
+        fresh = data.get("freshness")
+        return cls(**{**data, "freshness": Freshness(**fresh) if fresh else None})
+
+
+@dataclass
 class ImageRecord:
+    """A candidate image: what the matrix asked for, and (once built and published) what it is."""
+
     name: str
     release: str
     packages: list[str] = field(default_factory=list)
+    base: str = ""  # the image it is layered on, if any
+    reference: str = ""  # in the harness's registry, as this machine reaches it
+    index_digest: str = ""  # the OCI index (or the single manifest) behind `reference`
+    builds: dict[str, ImageBuildRecord] = field(default_factory=dict)  # by Debian architecture
+
+    @property
+    def grade(self) -> str:
+        """The worst freshness grade of its builds ("?" beats nothing, F beats everything)."""
+        grades = [b.freshness.grade for b in self.builds.values() if b.freshness]
+        return max(grades, key=lambda g: "?ABCDF".index(g), default="")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ImageRecord":
+        builds = {k: ImageBuildRecord.from_json(v) for k, v in data.get("builds", {}).items()}
+        return cls(**{**data, "builds": builds})
 
 
 @dataclass
@@ -151,7 +205,7 @@ class RunResults:
         plain = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         plain["hosts"] = {k: HostRecord(**v) for k, v in data.get("hosts", {}).items()}
         plain["deliveries"] = {k: DeliveryRecord(**v) for k, v in data.get("deliveries", {}).items()}
-        plain["images"] = {k: ImageRecord(**v) for k, v in data.get("images", {}).items()}
+        plain["images"] = {k: ImageRecord.from_json(v) for k, v in data.get("images", {}).items()}
         plain["cells"] = {k: CellResult.from_json(v) for k, v in data.get("cells", {}).items()}
         plain["pairs"] = {k: PairResult(**v) for k, v in data.get("pairs", {}).items()}
         return cls(**plain)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.images.oci import write_oci_archive
+from harness.images.oci import Layer, write_oci_archive
 
 BUSYBOX = Path("/bin/busybox")
 
@@ -34,7 +34,7 @@ def blobs(archive: Path) -> dict[str, bytes]:
 
 @pytest.mark.skipif(not BUSYBOX.exists(), reason="needs busybox-static (./setup-machine installs it)")
 def test_digests_are_consistent(tmp_path):
-    image = write_oci_archive(busybox_rootfs(tmp_path), tmp_path / "i.oci.tar", architecture="amd64", ref_name="t", cmd=["/bin/sh"], labels={"a": "b"})
+    image = write_oci_archive([Layer.of_file(busybox_rootfs(tmp_path))], tmp_path / "i.oci.tar", architecture="amd64", ref_name="t", cmd=["/bin/sh"], labels={"a": "b"})
     files = blobs(tmp_path / "i.oci.tar")
     for name, data in files.items():
         if name.startswith("blobs/sha256/"):
@@ -45,7 +45,7 @@ def test_digests_are_consistent(tmp_path):
     manifest = json.loads(files[f"blobs/sha256/{image.manifest_digest[7:]}"])
     assert manifest["config"]["digest"] == image.config_digest
     config = json.loads(files[f"blobs/sha256/{image.config_digest[7:]}"])
-    assert config["rootfs"]["diff_ids"] == [image.layer_digest]
+    assert config["rootfs"]["diff_ids"] == image.layer_digests
     assert config["config"]["Labels"] == {"a": "b"}
 
 
@@ -56,7 +56,7 @@ PODMAN_RUN = ["podman", "run", "--rm", "--runtime", "runc", "--network", "none",
 @pytest.mark.skipif(shutil.which("podman") is None or not BUSYBOX.exists(), reason="needs podman and busybox-static (./setup-machine installs them)")
 def test_real_podman_loads_and_runs_the_archive(tmp_path):
     archive = tmp_path / "i.oci.tar"
-    image = write_oci_archive(busybox_rootfs(tmp_path), archive, architecture="amd64", ref_name="harness-oci-test", cmd=["/bin/sh"], labels={})
+    image = write_oci_archive([Layer.of_file(busybox_rootfs(tmp_path))], archive, architecture="amd64", ref_name="harness-oci-test", cmd=["/bin/sh"], labels={})
     load = subprocess.run(["podman", "load", "--input", str(archive)], capture_output=True, text=True)
     assert load.returncode == 0, load.stderr
     try:

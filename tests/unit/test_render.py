@@ -67,3 +67,24 @@ def test_container_output_cannot_inject_markup(tmp_path):
     assert "<script>alert(1)" not in html
     assert "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_image_facts_and_freshness_are_shown(tmp_path):
+    from harness.results.model import Freshness, ImageBuildRecord
+
+    results = results_with(CellResult("h1", "img-a", "useradd", "pass", 1))
+    results.started_at = "2026-11-23T10:00:00+00:00"
+    fresh = Freshness("D", 7, 118, "http://deb.debian.org/debian-security bookworm-security", "2026-11-23T10:00:01+00:00", ["libc6 2.36-9+deb12u4 -> 2.36-9+deb12u14"])
+    results.images["img-a"].base = "img-b"
+    results.images["img-a"].reference = "127.0.0.1:8008/harness/img-a:c-1"
+    results.images["img-a"].builds["arm64"] = ImageBuildRecord(
+        "arm64", "linux/arm64", "sha256:" + "c" * 64, "sha256:" + "m" * 64, 169254400, 2, "2026-11-13T02:09:05+00:00", "12.15", "2.36-9+deb12u4", 118, "d",
+        {"org.opencontainers.image.version": "python3 3.11.2-1+b1"}, fresh,
+    )
+    html = render_report(results, tmp_path).read_text()
+    row = html.split('id="build-img-a-arm64"')[1].split("</tr>")[0]
+    for text in ("linux/arm64", "161.4 MiB", "<td>2</td>", "12.15", "2.36-9+deb12u4", "<td>118</td>", "2026-11-13", "10 days", "7 of 118 outdated"):
+        assert text in row, text
+    assert "libc6 2.36-9+deb12u4 -&gt; 2.36-9+deb12u14" in html
+    assert "python3 3.11.2-1+b1" in html and '<a href="#image-img-b">img-b</a>' in html
+    assert 'class="badge grade-D"' in html.split("<tbody>")[1].split("</tbody>")[0]  # in the matrix's row header

@@ -13,6 +13,8 @@ from harness.results.model import (
     CellResult,
     DeliveryRecord,
     HostRecord,
+    Freshness,
+    ImageBuildRecord,
     ImageRecord,
     PairResult,
     RunResults,
@@ -21,6 +23,9 @@ from harness.results.model import (
 
 def sample() -> RunResults:
     results = RunResults(run_id="r1", matrix="/m/matrix.yaml", started_at="2026-01-01T00:00:00+00:00", harness_version="0", images={"img": ImageRecord("img", "bookworm", ["passwd"])})
+    fresh = Freshness("C", 3, 96, "http://deb.debian.org/debian-security bookworm-security", "2026-01-02T00:00:00+00:00", ["libc6 1 -> 2"])
+    build = ImageBuildRecord("amd64", "linux/amd64", "sha256:c", "sha256:m", 100, 2, "2026-01-01T00:00:00+00:00", "12.15", "2.36-9", 96, "d", {"k": "v"}, fresh)
+    results.images["img"].builds["amd64"] = build
     results.hosts["h1"] = HostRecord("h1", "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0"}, boot_seconds=3.5)
     results.deliveries["h1/img"] = DeliveryRecord("h1", "img", "sha256:abc", True, 1.5, ["podman", "load"])
     cell = CellResult("h1", "img", "useradd", "flaky", 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n", attempts=[Attempt("fail", 1, 1.0, "", "boom")])
@@ -66,3 +71,19 @@ def test_a_run_is_live_while_any_of_its_processes_is(tmp_path):
     assert live_runs(tmp_path / "runs") == {"r1"}
     release(run)
     assert live_runs(tmp_path / "runs") == set()
+
+
+def test_results_json_matches_its_schema(tmp_path):
+    import jsonschema
+    from importlib.resources import files
+
+    store.save(sample(), tmp_path / "results.json")
+    schema_text = files("harness.results").joinpath("results.schema.json").read_text()
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text()), json.loads(schema_text))
+
+
+def test_an_images_grade_is_its_worst_builds():
+    image = sample().images["img"]
+    assert image.grade == "C"
+    image.builds["arm64"] = ImageBuildRecord("arm64", "linux/arm64", "", "", 0, 1, "", "", "", 0, "", freshness=Freshness("F", 11, 96, "", ""))
+    assert image.grade == "F"

@@ -71,6 +71,10 @@ def test_bad_arch_names_file_line_and_path(matrix_dir, monkeypatch):
         (("name: h2", "name: h1"), ":7: hosts[1].name: duplicate host name 'h1'"),
         (("  - useradd", "  - nosuch"), ":16: scenarios[0]: scenario 'nosuch' not found"),
         (("hosts:", "hosts: [\n"), "YAML syntax error"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: nosuch}\nscenarios"), ":15: images[1].base: image 'app': base 'nosuch' is not an image of this matrix"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: img, release: sid}\nscenarios"), "image 'app': release 'sid' differs from its base's ('bookworm')"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: img}\n  - {name: app2, base: app}\nscenarios"), "base 'app' is itself layered"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app}\nscenarios"), ":15: images[1]: needs 'release' or 'base'"),
     ],
 )
 def test_mistakes_are_one_clear_line(matrix_dir, change, expected):
@@ -165,3 +169,9 @@ def test_a_full_disk_is_named_not_traced():
 
     message = _os_problem(OSError(errno.ENOSPC, "No space left on device", "/var/cache/x/root.img"))
     assert message == "the disk is full (/var/cache/x/root.img): free some space, or set HARNESS_CACHE to a larger disk"
+
+
+def test_a_layered_image_takes_its_bases_release_and_architectures(matrix_dir):
+    text = GOOD.replace("    release: bookworm\nscenarios", "    release: bookworm\n    arches: [amd64]\n    updates: false\n  - {name: app, base: img, packages: [python3]}\nscenarios")
+    app = load_matrix(write_matrix(matrix_dir, text)).image("app")
+    assert (app.release, app.base, app.arches, app.packages, app.updates) == ("bookworm", "img", ("amd64",), ("python3",), False)
