@@ -324,7 +324,8 @@ class MatrixSession:
 
     def _key(self, host_name: str, image_name: str, scenario_name: str) -> str:
         m = self.matrix
-        return cell_key(m.host(host_name), m.image(image_name), m.scenario(scenario_name), m.vms_dir)
+        image = m.image(image_name)
+        return cell_key(m.host(host_name), image, m.scenario(scenario_name), m.vms_dir, m.mirror, m.image(image.base) if image.base else None)
 
     def reused(self, host_name: str, image_name: str, scenario_name: str) -> CellResult | None:
         """With --reuse, the cell's cached verdict (and its host's and delivery's records), if unchanged."""

@@ -23,7 +23,7 @@ from harness.images.layers import write_diff_layer
 from harness.images.oci import Layer, archive_layers, write_oci_archive
 from harness.mmdebstrap import mmdebstrap_argv, run_logged
 
-BUILD_FORMAT = 3  # 3: reproducible, with the release's updates, dpkg facts, layered on a base image
+BUILD_FORMAT = 4  # 3: reproducible, with updates, dpkg facts, layered; 4: man1 for update-alternatives
 ARCHIVE = "image.oci.tar"
 PACKAGES = "packages.json"  # installed package -> version, for the freshness check
 
@@ -66,6 +66,9 @@ def image_recipe(spec: ImageSpec, arch: str, mirror: str, base: ImageBuild | Non
 
 # Copies what the facts are read from out of the finished tree (absent in an "extract" build).
 _FACTS_HOOK = 'for f in var/lib/dpkg/status etc/debian_version; do [ ! -e "$1/$f" ] || cp "$1/$f" "{out}/"; done'
+# Man pages are not installed, but update-alternatives still links into man1 (openjdk's postinst
+# fails without it), as Debian's own container images know.
+_MAN1_HOOK = 'mkdir -p "$1/usr/share/man/man1"'
 
 
 def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base: ImageBuild | None = None) -> tuple[ImageBuild, bool]:
@@ -83,7 +86,7 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
         facts.mkdir()
         # A layered image's tree starts from exactly what its base has installed.
         packages = [*(sorted(base.installed()) if base else []), *spec.packages]
-        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"customize": _FACTS_HOOK.format(out=facts)}, [s.deb_line() for s in suites])
+        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"essential": _MAN1_HOOK, "customize": _FACTS_HOOK.format(out=facts)}, [s.deb_line() for s in suites])
         run_logged(argv, log, f"image {spec.name} for {arch}", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         installed = read_installed(facts / "status", facts / "debian_version") if (facts / "status").exists() else None
         if base is None:

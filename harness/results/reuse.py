@@ -29,7 +29,8 @@ def _scenario_digest(scenario: ScenarioSpec) -> str:
     return h.hexdigest()
 
 
-def cell_key(host: HostSpec, image: ImageSpec, scenario: ScenarioSpec, vms_dir: Path) -> str:
+def cell_key(host: HostSpec, image: ImageSpec, scenario: ScenarioSpec, vms_dir: Path, mirror: str, base: ImageSpec | None = None) -> str:
+    """base: the image `image` is layered on, whose recipe is part of its own."""
     if host.kind == "vm":
         host_part = {"recipe": digest_of(host_recipe(host, vms_dir)), "cpu": host.cpu, "cmdline": host.kernel_cmdline, "machine": asdict(host.machine)}
     else:
@@ -38,7 +39,8 @@ def cell_key(host: HostSpec, image: ImageSpec, scenario: ScenarioSpec, vms_dir: 
         {
             "harness": __version__,
             "host": host_part,
-            "image": image_recipe(image, host.arch or "native"),
+            "image": image_recipe(image, host.arch or "native", mirror),
+            "base": image_recipe(base, host.arch or "native", mirror) if base else None,
             "scenario": _scenario_digest(scenario),
             "scenario_meta": asdict(scenario.options) | {"needs": list(scenario.needs), "mode": scenario.mode, "timeout": scenario.timeout},
         }
