@@ -24,7 +24,8 @@ hosts:
     arch: amd64
     engine: podman
     runtime: crun
-images:{BOOKWORM_IMAGE}scenarios:
+images:{BOOKWORM_IMAGE}  - {{name: bookworm-python3, base: debian-bookworm, packages: [python3]}}
+scenarios:
   - useradd
   - exits-3
   - hangs
@@ -44,7 +45,7 @@ def run(tmp_path_factory):
 def test_run_exits_with_pytest_status(run):
     proc, _ = run
     assert proc.returncode == 1, "one cell fails on purpose, so the run reports failure"
-    assert "2 failed, 1 passed" in proc.stdout
+    assert "4 failed, 2 passed" in proc.stdout
 
 
 def test_results_record_real_host_and_cells(run):
@@ -77,6 +78,18 @@ def test_results_record_real_host_and_cells(run):
     assert delivery["method"] == "pull" and delivery["platform"] == "linux/amd64" and not delivery["mismatch"]
 
 
+def test_a_layered_image_reuses_its_bases_layer_on_the_host(run):
+    _, reports = run
+    results = json.loads((reports / "results.json").read_text())
+    base, app = results["images"]["debian-bookworm"], results["images"]["bookworm-python3"]
+    assert base["builds"]["amd64"]["layers"] == 1 and app["builds"]["amd64"]["layers"] == 2
+    assert app["builds"]["amd64"]["labels"]["org.opencontainers.image.base.digest"] == base["builds"]["amd64"]["manifest_digest"]
+    # The host's podman pulled the base first, so of the application image it fetched its own layer only.
+    pull = results["deliveries"]["bookworm-amd64/bookworm-python3"]
+    assert pull["ok"] and "already exists" in pull["output"], pull["output"]
+    assert results["cells"]["bookworm-amd64/bookworm-python3/useradd"]["outcome"] == "pass"
+
+
 def test_report_shows_the_matrix_and_escapes_output(run):
     _, reports = run
     html = (reports / "matrix.html").read_text()
@@ -107,7 +120,7 @@ def test_reuse_boots_no_vm_when_nothing_changed(run):
     again = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), "--reuse"], capture_output=True, text=True
     )
-    assert "2 failed, 1 passed" in again.stdout
+    assert "4 failed, 2 passed" in again.stdout
     assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
     cells = json.loads((reports / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
