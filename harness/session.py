@@ -18,7 +18,7 @@ from harness.cell import apply_known_issues, cell_result, clip, error_result, no
 from harness.config.model import ARCHES, PROBE_IMAGE, ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
-from harness.images.build import ImageBuild, build_image
+from harness.images.build import ImageBuild, build_image, cached_image
 from harness.images.freshness import judge
 from harness.cleanup import release
 from harness.mmdebstrap import BuildError
@@ -171,6 +171,16 @@ class MatrixSession:
             base = self._build(self.matrix.image(spec.base), arch) if spec.base else None
             self._images[key], _ = build_image(spec, arch, self.matrix.mirror, BuildCache(self.cache_root, "images"), base)
         return self._images[key]
+
+    def _record_cached(self, name: str, arch: str) -> None:
+        """A reused cell's image: its facts (and today's freshness) if the cache still has its build."""
+        if not arch or arch not in ARCHES or name in self.image_records and arch in self.image_records[name].builds:
+            return
+        cache, spec = BuildCache(self.cache_root, "images"), self.matrix.image(name)
+        base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
+        build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
+        if build is not None:
+            self._record_build(build)
 
     def _record_build(self, build: ImageBuild) -> None:
         """The image's facts for the report, and its freshness against the archive as it is now."""
@@ -335,6 +345,7 @@ class MatrixSession:
         if hit is None:
             return None
         cell, host, delivery = hit
+        self._record_cached(image_name, self._arch_for(image_name, host.arch or self.matrix.host(host_name).arch))
         self._reused_hosts.setdefault(host_name, host)
         if delivery is not None:
             self.deliveries.setdefault((host_name, image_name), delivery)

@@ -122,24 +122,31 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
         facts.rmdir()
 
     directory, built = cache.get_or_build(digest, recipe, build)
+    return _load(spec, arch, digest, directory), built
+
+
+def cached_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base: ImageBuild | None = None) -> ImageBuild | None:
+    """The image's build if the cache has it; never builds (for a run that reuses cached results)."""
+    digest = digest_of(image_recipe(spec, arch, mirror, base))
+    return _load(spec, arch, digest, cache.path(digest)) if cache.has(digest) else None
+
+
+def _load(spec: ImageSpec, arch: str, digest: str, directory: Path) -> ImageBuild:
     meta = json.loads((directory / "image.json").read_text())
-    return (
-        ImageBuild(
-            spec.name,
-            arch,
-            digest,
-            directory / ARCHIVE,
-            meta["config_digest"],
-            meta["size"],
-            meta["manifest_digest"],
-            meta["layers"],
-            meta["created"],
-            meta["debian_version"],
-            meta["glibc"],
-            meta["package_count"],
-            meta["labels"],
-        ),
-        built,
+    return ImageBuild(
+        spec.name,
+        arch,
+        digest,
+        directory / ARCHIVE,
+        meta["config_digest"],
+        meta["size"],
+        meta["manifest_digest"],
+        meta["layers"],
+        meta["created"],
+        meta["debian_version"],
+        meta["glibc"],
+        meta["package_count"],
+        meta["labels"],
     )
 
 

@@ -174,7 +174,11 @@ def test_reuse_takes_unchanged_cells_from_the_cache(run, tmp_path):
         text=True,
     )
     assert "1 skipped" in again.stdout
-    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    reused = json.loads((tmp_path / "results.json").read_text())
+    # Nothing was built, but the cached image's facts are there and its freshness judged again.
+    build = reused["images"]["debian-bookworm"]["builds"]["amd64"]
+    assert build["layers"] == 1 and build["freshness"]["checked"] == build["package_count"]
+    cells = reused["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
     assert cells["local-podman/debian-bookworm/useradd"]["stdout"] == json.loads((reports / "results.json").read_text())["cells"]["local-podman/debian-bookworm/useradd"]["stdout"]
 

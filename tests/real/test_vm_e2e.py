@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from harness.cache import default_root
 from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
@@ -84,9 +86,14 @@ def test_a_layered_image_reuses_its_bases_layer_on_the_host(run):
     base, app = results["images"]["debian-bookworm"], results["images"]["bookworm-python3"]
     assert base["builds"]["amd64"]["layers"] == 1 and app["builds"]["amd64"]["layers"] == 2
     assert app["builds"]["amd64"]["labels"]["org.opencontainers.image.base.digest"] == base["builds"]["amd64"]["manifest_digest"]
-    # The host's podman pulled the base first, so of the application image it fetched its own layer only.
+    # The host's podman pulled the base first, so of the application image it fetched its own layer
+    # only: the registry's access log lists what the guest really downloaded.
     pull = results["deliveries"]["bookworm-amd64/bookworm-python3"]
-    assert pull["ok"] and "already exists" in pull["output"], pull["output"]
+    assert pull["ok"] and pull["reference"].startswith("10.0.2.2:")
+    base_blobs = set(re.findall(r"Copying blob (sha256:[0-9a-f]{64})", results["deliveries"]["bookworm-amd64/debian-bookworm"]["output"]))
+    log = (default_root() / "registry" / "registry.log").read_text()
+    fetched = set(re.findall(r'"GET /v2/harness/bookworm-python3/blobs/(sha256:[0-9a-f]{64})', log)) - {app["builds"]["amd64"]["image_id"]}
+    assert len(base_blobs) == 1 and len(fetched) == 1 and not fetched & base_blobs, (base_blobs, fetched)
     assert results["cells"]["bookworm-amd64/bookworm-python3/useradd"]["outcome"] == "pass"
 
 
