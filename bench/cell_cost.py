@@ -31,7 +31,7 @@ TRUE_SCENARIO = "#!/bin/sh\nexit 0\n"
 BARE = """set -e
 runtime=$1 image=$2 runs=$3
 dir=/var/tmp/bare-bundle; rm -rf $dir; mkdir -p $dir/rootfs
-cid=$(podman create "$image" true); podman export "$cid" | tar -x -C $dir/rootfs; podman rm "$cid" >/dev/null
+cid=$(podman create --network none "$image" true); podman export -o $dir/rootfs.tar "$cid"; tar -x -C $dir/rootfs -f $dir/rootfs.tar; rm $dir/rootfs.tar; podman rm "$cid" >/dev/null
 cd $dir && $runtime spec && sed -i 's/"sh"/"true"/; s/"terminal": true/"terminal": false/' config.json
 for i in $(seq $runs); do
   s=$(date +%s%N); $runtime run --bundle $dir bare-$i >/dev/null; e=$(date +%s%N)
@@ -57,7 +57,7 @@ def main() -> int:
     source = load_matrix(Path(args.matrix))
     host_spec, image_spec = source.host(args.host), source.image(args.image)
     (work / "matrix.yaml").write_text(
-        f"version: 1\nretries: 0\nhosts:\n  - {{name: {host_spec.name}, release: {host_spec.release}, arch: {host_spec.arch}, "
+        f"version: 1\nretries: 0\ndelivery: archive\nhosts:\n  - {{name: {host_spec.name}, release: {host_spec.release}, arch: {host_spec.arch}, "
         f"engine: {host_spec.engine}, runtime: {host_spec.runtime}}}\n"
         f"images:\n  - {{name: {image_spec.name}, release: {image_spec.release}, packages: [{', '.join(image_spec.packages)}]}}\n"
         "scenarios: [exits-0]\n"
