@@ -17,8 +17,8 @@ from pathlib import Path
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.model import ARCHES, ImageSpec
-from harness.images.archive import archive_epoch, build_suites
-from harness.images.dpkg import read_installed
+from harness.images.archive import Suite, archive_epoch, build_suites
+from harness.images.dpkg import Installed, read_installed
 from harness.images.layers import write_diff_layer
 from harness.images.oci import Layer, archive_layers, write_oci_archive
 from harness.mmdebstrap import mmdebstrap_argv, run_logged
@@ -117,9 +117,7 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
             "labels": labels,
         }
         (tmp / "image.json").write_text(json.dumps(meta, indent=1))
-        for f in facts.iterdir():
-            f.unlink()
-        facts.rmdir()
+        shutil.rmtree(facts)
 
     directory, built = cache.get_or_build(digest, recipe, build)
     return _load(spec, arch, digest, directory), built
@@ -150,7 +148,7 @@ def _load(spec: ImageSpec, arch: str, digest: str, directory: Path) -> ImageBuil
     )
 
 
-def _labels(spec: ImageSpec, arch: str, created: datetime, installed, base: ImageBuild | None, suites) -> dict[str, str]:
+def _labels(spec: ImageSpec, arch: str, created: datetime, installed: Installed | None, base: ImageBuild | None, suites: list[Suite]) -> dict[str, str]:
     """The usual OCI labels: what it is, its version, when and from what it was built."""
     versions = installed.versions if installed else {}
     main = next((p for p in spec.packages if p in versions), "")
