@@ -11,7 +11,7 @@ from harness.config.model import HostSpec, ScenarioSpec
 from harness.hosts.provider import Host
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild
-from harness.results.model import ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 from harness.session import MatrixSession
 
 
@@ -33,8 +33,8 @@ class StubHost(Host):
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
 
-    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
-        return [f"stub run {image.name} {scenario.name}"]
+    def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
+        return [f"stub run {delivery.image} {scenario.name}"]
 
     def facts(self) -> dict[str, str]:
         self.record.facts = {"kernel": "stub", "machine": self.record.arch}

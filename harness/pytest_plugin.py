@@ -265,7 +265,10 @@ class ResultsRecorder:
             matrix=str(self.matrix.path),
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             harness_version=__version__,
-            images={i.name: ImageRecord(i.name, i.release, list(i.packages), base=i.base) for i in self.matrix.images},
+            images={
+                i.name: ImageRecord(i.name, i.release, list(i.packages), base=i.base, reference=i.reference, source="reference" if i.reference else "built")
+                for i in self.matrix.images
+            },
         )
         for host in self.matrix.hosts:
             self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind, settings=host.settings())

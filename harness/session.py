@@ -23,9 +23,10 @@ from harness.images.freshness import judge
 from harness.cleanup import release
 from harness.mmdebstrap import BuildError
 from harness.progress import ProgressLog
-from harness.registry.publish import Publication, guest_registry, publish, registry_url
+from harness.registry.inspect import describe
+from harness.registry.publish import Publication, guest_reference, guest_registry, publish, registry_url
 from harness.registry.server import RegistryError
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageBuildRecord, ImageRecord
+from harness.results.model import CellResult, DeliveryRecord, ExecRecord, HostRecord, ImageBuildRecord, ImageRecord
 from harness.results.reuse import ResultCache, cell_key
 
 
@@ -123,7 +124,7 @@ class MatrixSession:
             self._phase(name, "building", "images (or taking them from the cache)")
             probe = self._build(PROBE_IMAGE, host.arch)
             # Candidate images come by reference from the registry to hosts that pull; others get archives.
-            wanted = [] if self._pulls(host) else sorted(self.needed.get(name, ()))
+            wanted = [] if self._pulls(host) else sorted(i for i in self.needed.get(name, ()) if not self.matrix.image(i).reference)
             images = [built for i in wanted if (built := self._image_or_none(i, self._arch_for(i, host.arch)))]
             self._phase(name, "booting")
             host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
@@ -177,10 +178,20 @@ class MatrixSession:
         if not arch or arch not in ARCHES or name in self.image_records and arch in self.image_records[name].builds:
             return
         cache, spec = BuildCache(self.cache_root, "images"), self.matrix.image(name)
+        if spec.reference:
+            self._record_reference(spec)
+            return
         base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
         build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
         if build is not None:
             self._record_build(build)
+
+    def _record_reference(self, spec: ImageSpec) -> None:
+        """A reference image's facts, as its registry describes it (its layers are not read)."""
+        if spec.name not in self.image_records:
+            record = ImageRecord(spec.name, spec.release, reference=spec.reference, source="reference")
+            record.builds, record.index_digest = describe(spec.reference, spec.tls_verify)
+            self.image_records[spec.name] = record
 
     def _record_build(self, build: ImageBuild) -> None:
         """The image's facts for the report, and its freshness against the archive as it is now."""
@@ -258,6 +269,21 @@ class MatrixSession:
         reference = publication.reference(guest_registry(registry_url() or ""))
         self._phase(host.name, "pulling", f"image {image_name}")
         pull, image_id, platform = host.pull_image(image_name, reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
+        return self._pull_record(host, image_name, reference, pull, image_id, platform)
+
+    def _pull_reference(self, host: Host, image_name: str) -> DeliveryRecord:
+        """An image published elsewhere: pulled as it is, by its own reference, never built."""
+        spec = self.matrix.image(image_name)
+        if not host.pulls():
+            raise BuildError(f"image {image_name} is given by reference ({spec.reference}); host {host.name} takes images from archives, not from registries")
+        self._record_reference(spec)
+        reference = guest_reference(spec.reference)
+        self._phase(host.name, "pulling", f"image {image_name}")
+        timeout = self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale
+        pull, image_id, platform = host.pull_image(image_name, reference, timeout, tls_verify=spec.tls_verify)
+        return self._pull_record(host, image_name, reference, pull, image_id, platform)
+
+    def _pull_record(self, host: Host, image_name: str, reference: str, pull: ExecRecord, image_id: str, platform: str) -> DeliveryRecord:
         wanted = f"linux/{self.matrix.host(host.name).oci_arch}"
         return DeliveryRecord(
             host=host.name,
@@ -276,6 +302,8 @@ class MatrixSession:
     def deliver(self, host: Host, image_name: str) -> DeliveryRecord:
         """Get the image into the host's engine once; the record is the portability evidence."""
         key = (host.name, image_name)
+        if key not in self.deliveries and self.matrix.image(image_name).reference:
+            self.deliveries[key] = self._pull_reference(host, image_name)
         if key not in self.deliveries and self._pulls(host):
             self.deliveries[key] = self._pull(host, image_name)
         if key not in self.deliveries:
@@ -378,7 +406,7 @@ class MatrixSession:
         result.started_at = started_at
         if delivery.mismatch:  # flagged, and run anyway: what really happened is the finding
             result.message = f"{delivery.mismatch}; {result.message}" if result.message else delivery.mismatch
-        result.reproduce = host.reproduce(self.image(image_name, self._arch_for(image_name, host.arch)), scenario)
+        result.reproduce = host.reproduce(delivery, scenario)
         self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)
 

@@ -237,6 +237,9 @@ def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], 
                 problems.append(loc.problem(where, f"image {i['name']!r}: base {i['base']!r} is itself layered; layer on a base image"))
             elif i.get("release", base["release"]) != base["release"]:
                 problems.append(loc.problem(where, f"image {i['name']!r}: release {i['release']!r} differs from its base's ({base['release']!r})"))
+        if "reference" in i and {"base", "packages", "updates", "arches", "cmd"} & set(i):
+            extra = sorted({"base", "packages", "updates", "arches", "cmd"} & set(i))[0]
+            problems.append(loc.problem(["images", index, extra], f"image {i['name']!r}: {extra!r} does not apply to an image given by reference (it is pulled as it is)"))
         images.append(
             ImageSpec(
                 name=i["name"],
@@ -246,6 +249,8 @@ def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], 
                 arches=tuple(i.get("arches", base.get("arches", ()))),
                 base=i.get("base", ""),
                 updates=i.get("updates", base.get("updates", True)),
+                reference=i.get("reference", ""),
+                tls_verify=i.get("tls_verify", True),
             )
         )
     return tuple(images), problems

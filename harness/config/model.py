@@ -81,6 +81,8 @@ class ImageSpec:
     arches: tuple[str, ...] = ()  # built and published for these only; empty: every VM host's
     base: str = ""  # the image of the matrix this one is layered on (same release)
     updates: bool = True  # built with the release's security and point updates, as Debian's images are
+    reference: str = ""  # already published elsewhere: pulled by this reference, never built
+    tls_verify: bool = True  # for pulling `reference`
 
 
 # A trivial image the harness runs on every host before any candidate image, so that a broken host

@@ -18,8 +18,8 @@ class Docker(Podman):
     def _systemd(self, options: ScenarioOptions) -> list[str]:
         return []  # docker has no --systemd: a scenario that wants systemd runs as docker's defaults allow
 
-    def pull(self, reference: str) -> list[str]:
-        return ["docker", "pull", reference]  # the registry is in daemon.json's insecure-registries
+    def pull(self, reference: str, tls_verify: bool = False) -> list[str]:
+        return ["docker", "pull", reference]  # the harness's registry is in daemon.json's insecure-registries
 
     def remove(self, name: str) -> list[str]:
         return ["docker", "rm", "--force", name]

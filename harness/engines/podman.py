@@ -29,9 +29,9 @@ class Podman:
     def load(self, archive: str) -> list[str]:
         return [self.binary, "load", "--input", archive]
 
-    def pull(self, reference: str) -> list[str]:
-        # The harness's registry speaks plain HTTP, as a lab's internal registry may.
-        return [self.binary, "pull", "--tls-verify=false", reference]
+    def pull(self, reference: str, tls_verify: bool = False) -> list[str]:
+        """tls_verify: False for the harness's registry, which speaks plain HTTP as a lab's may."""
+        return [self.binary, "pull", f"--tls-verify={str(tls_verify).lower()}", reference]
 
     def platform(self, reference: str) -> list[str]:
         """Prints "ID OS/ARCH" of a pulled image."""

@@ -24,7 +24,7 @@ from harness.config.model import HostSpec, ScenarioSpec
 from harness.engines.podman import option_flags
 from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
-from harness.results.model import ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
 # Engine (Go) architecture names -> Debian's.
 DEBIAN_ARCH = {"amd64": "amd64", "x86_64": "amd64", "arm64": "arm64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x"}
@@ -101,19 +101,19 @@ class EngineHost(Host):
             .with_kwargs(**kwargs)
         )
 
-    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
+    def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         flags = ["--network", "none"]
         if self.spec.runtime:
             flags += ["--runtime", self.spec.runtime]
         for name, value in sorted(self.spec.ulimits.items()):
             flags += ["--ulimit", f"{name}={value}:{value}"]
         flags += [*option_flags(scenario.options), "-v", f"{scenario.path}:{scenario_mount(scenario)}:ro"]
-        load = shlex.join(_cli(self.endpoint, "load", "--input", str(image.archive)))
+        load = shlex.join(delivery.command)
         if scenario.mode != "service":
-            return [load, shlex.join(_cli(self.endpoint, "run", "--rm", *flags, image.image_id, *scenario_command(scenario)))]
+            return [load, shlex.join(_cli(self.endpoint, "run", "--rm", *flags, delivery.image_id, *scenario_command(scenario)))]
         return [
             load,
-            shlex.join(_cli(self.endpoint, "run", "--detach", "--name", "harness-cell", *flags, image.image_id, *scenario.init)),
+            shlex.join(_cli(self.endpoint, "run", "--detach", "--name", "harness-cell", *flags, delivery.image_id, *scenario.init)),
             shlex.join(_cli(self.endpoint, "exec", "harness-cell", *scenario_command(scenario))),
             shlex.join(_cli(self.endpoint, "rm", "--force", "harness-cell")),
         ]

@@ -23,7 +23,7 @@ from harness.hosts.provider import Host, HostError, needs_check, scenario_comman
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
-from harness.results.model import ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
 PAYLOAD_ROOT = "/var/lib/harness"
 CONSOLE_TAIL_LINES = 15
@@ -95,7 +95,6 @@ class LibvirtHost(Host):
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
         self.engine = engine_cli(spec.engine, spec.runtime)
-        self._pulled: dict[str, tuple[str, str]] = {}  # image name -> (reference, image ID)
 
     # -- boot -----------------------------------------------------------------------------------
     def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
@@ -186,8 +185,8 @@ class LibvirtHost(Host):
     def pulls(self) -> bool:
         return True
 
-    def pull_image(self, image_name: str, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
-        pull = self.run(self.engine.pull(reference), timeout)
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
+        pull = self.run(self.engine.pull(reference, tls_verify), timeout)
         if pull.exit_code != 0:
             return pull, "", ""
         inspect = self.run(self.engine.platform(reference), timeout=60 * self.time_scale)
@@ -196,7 +195,6 @@ class LibvirtHost(Host):
             pull.exit_code, pull.stderr = inspect.exit_code or 1, pull.stderr + f"\npulled, but not inspectable: {inspect.stderr.strip()[-300:]}"
             return pull, "", ""
         image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
-        self._pulled[image_name] = (reference, image_id)
         return pull, image_id, platform
 
     def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:
@@ -213,13 +211,9 @@ class LibvirtHost(Host):
             self.engine.remove(name),
         ]
 
-    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
-        if image.name in self._pulled:
-            reference, image_id = self._pulled[image.name]
-            delivery = self.engine.pull(reference)
-        else:
-            image_id, delivery = image.image_id, self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar")
-        return [shlex.join(delivery)] + [shlex.join(argv) for argv in self._scenario_argvs(image_id, scenario, f"harness-{scenario.name}")]
+    def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
+        argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")
+        return [shlex.join(delivery.command)] + [shlex.join(argv) for argv in argvs]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 from harness.config.model import ScenarioSpec
 from harness.images.build import ImageBuild
-from harness.results.model import ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
 # Where a scenario's directory appears inside every container: /harness/scenarios/<name>/run.
 SCENARIOS_IN_CONTAINER = "/harness/scenarios"
@@ -77,7 +77,7 @@ class Host(ABC):
         """Whether images reach this host by reference from the harness's registry (VM hosts do)."""
         return False
 
-    def pull_image(self, image_name: str, reference: str, timeout: float) -> tuple[ExecRecord, str, str]:
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
         """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""
         raise HostError(f"host {self.name} does not pull images")
 
@@ -86,8 +86,9 @@ class Host(ABC):
         """Run the scenario in a new container of the image (the compatibility half of a cell)."""
 
     @abstractmethod
-    def reproduce(self, image: ImageBuild, scenario: ScenarioSpec) -> list[str]:
-        """Shell lines that run the cell by hand on this host, exactly as the harness does."""
+    def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
+        """Shell lines that run the cell by hand on this host, exactly as the harness does: the
+        delivery's own command (pull or load), then the scenario's."""
 
     @abstractmethod
     def facts(self) -> dict[str, str]:

@@ -37,6 +37,13 @@ def guest_registry(url: str) -> str:
     return f"{GUEST_GATEWAY}:{url.rsplit(':', 1)[1]}"
 
 
+def guest_reference(reference: str) -> str:
+    """A reference as a guest reaches it: a registry on this machine's loopback is the gateway's."""
+    host, sep, rest = reference.partition("/")
+    name, colon, port = host.partition(":")
+    return f"{GUEST_GATEWAY}{colon}{port}{sep}{rest}" if name in ("127.0.0.1", "localhost") else reference
+
+
 def publish(url: str, name: str, builds: dict[str, ImageBuild]) -> Publication:
     client = RegistryClient(url)
     repo = f"harness/{name}"

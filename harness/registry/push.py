@@ -72,6 +72,10 @@ class RegistryClient:
         with self._request("GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": accept}) as reply:
             return reply.read(), reply.headers.get("Docker-Content-Digest", "")
 
+    def blob(self, repo: str, digest: str) -> bytes:
+        with self._request("GET", f"/v2/{repo}/blobs/{digest}") as reply:
+            return reply.read()
+
     def push_archive(self, repo: str, archive: Path, arch: str) -> PushedImage:
         """Every blob of one of the harness's OCI archives, then its manifest by digest."""
         with tarfile.open(archive) as tar:

@@ -154,6 +154,7 @@ class ImageRecord:
     reference: str = ""  # in the harness's registry, as this machine reaches it
     index_digest: str = ""  # the OCI index (or the single manifest) behind `reference`
     builds: dict[str, ImageBuildRecord] = field(default_factory=dict)  # by Debian architecture
+    source: str = "built"  # or "reference": published elsewhere and pulled as it is
 
     @property
     def grade(self) -> str:

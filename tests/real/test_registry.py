@@ -103,3 +103,14 @@ def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_r
     while answers(f"http://{addr}") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not answers(f"http://{addr}")
+
+
+def test_an_image_given_by_reference_is_described_by_its_registry(registry, pushed):
+    from harness.registry.inspect import describe
+
+    _, builds, digest = pushed
+    described, index = describe(f"{registry.url.split('://')[1]}/harness/probe:latest", tls_verify=False)
+    assert index == digest and sorted(described) == ["amd64", "arm64"]
+    assert described["arm64"].image_id == builds["arm64"].image_id and described["arm64"].platform == "linux/arm64"
+    assert described["amd64"].layers == 1 and described["amd64"].size > 0
+    assert describe("127.0.0.1:1/nothing/here:1", tls_verify=False) == ({}, "")

@@ -1,6 +1,7 @@
 """Portability apart from compatibility, for real, on an emulated arm64 host pulling from the
 harness's registry: a multi-arch image resolves to the host's own platform; an image published for
-amd64 only is pulled anyway, flagged before it runs, and then run, recording what really happens."""
+amd64 only is pulled anyway, flagged before it runs, and then run, recording what really happens;
+an image published in a registry before the run is pulled by its own reference."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import os
 
 import pytest
 
+from harness.cache import BuildCache, default_root
+from harness.config.model import ImageSpec
+from harness.images.build import build_image
+from harness.registry.push import RegistryClient
+from harness.registry.server import RegistryServer
 from tests.conftest import project_copy, run_harness, write_matrix
+
+MIRROR = "http://deb.debian.org/debian"
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"portability-{os.getpid()}"
@@ -22,17 +30,43 @@ hosts:
 images:
   - {name: debian-bookworm, release: bookworm, packages: [passwd], arches: [amd64, arm64]}
   - {name: bookworm-amd64-only, release: bookworm, packages: [passwd], arches: [amd64]}
+  - {name: published-elsewhere, reference: "127.0.0.1:8008/elsewhere/debian:12", tls_verify: false, release: bookworm}
 scenarios:
   - useradd
 """
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def elsewhere():
+    """A vendor's image, published before the run in a registry on this machine (the one the run
+    will find serving): the bookworm builds for amd64 and arm64 behind one index."""
+    server = RegistryServer(default_root() / "registry")
+    url = server.start()
+    spec = ImageSpec("debian-bookworm", "bookworm", ("passwd",), ("/bin/bash",))
+    client = RegistryClient(url)
+    pushed = [client.push_archive("elsewhere/debian", build_image(spec, a, MIRROR, BuildCache(default_root(), "images"))[0].archive, a) for a in ("amd64", "arm64")]
+    yield client.push_index("elsewhere/debian", "12", pushed)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, elsewhere):
     directory = project_copy(tmp_path_factory.mktemp("portability"))
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, RUN_ID, "--quiet")
     return json.loads((reports / "results.json").read_text())
+
+
+def test_an_image_given_by_reference_is_pulled_as_it_is(results, elsewhere):
+    delivery = results["deliveries"]["trixie-arm64/published-elsewhere"]
+    assert delivery["ok"] and delivery["reference"] == "10.0.2.2:8008/elsewhere/debian:12", delivery
+    assert delivery["platform"] == "linux/arm64" and not delivery["mismatch"]
+    assert "--tls-verify=false" in delivery["command"]
+    assert results["cells"]["trixie-arm64/published-elsewhere/useradd"]["outcome"] == "pass"
+    image = results["images"]["published-elsewhere"]
+    assert image["source"] == "reference" and image["index_digest"] == elsewhere
+    assert sorted(image["builds"]) == ["amd64", "arm64"] and image["builds"]["arm64"]["layers"] == 1
+    assert results["pairs"]["trixie-arm64/published-elsewhere"]["supported"]  # release: bookworm, as the matrix says
 
 
 def test_the_index_resolves_to_the_hosts_platform(results):

@@ -74,7 +74,9 @@ def test_bad_arch_names_file_line_and_path(matrix_dir, monkeypatch):
         (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: nosuch}\nscenarios"), ":15: images[1].base: image 'app': base 'nosuch' is not an image of this matrix"),
         (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: img, release: sid}\nscenarios"), "image 'app': release 'sid' differs from its base's ('bookworm')"),
         (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app, base: img}\n  - {name: app2, base: app}\nscenarios"), "base 'app' is itself layered"),
-        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app}\nscenarios"), ":15: images[1]: needs 'release' or 'base'"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: app}\nscenarios"), ":15: images[1]: needs 'release' or 'base' or 'reference'"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: ext, reference: quay.io/x/y:1, packages: [curl]}\nscenarios"), "images[1].packages: image 'ext': 'packages' does not apply to an image given by reference"),
+        (("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: ext, reference: 'no tag here'}\nscenarios"), "images[1].reference"),
     ],
 )
 def test_mistakes_are_one_clear_line(matrix_dir, change, expected):
@@ -175,3 +177,9 @@ def test_a_layered_image_takes_its_bases_release_and_architectures(matrix_dir):
     text = GOOD.replace("    release: bookworm\nscenarios", "    release: bookworm\n    arches: [amd64]\n    updates: false\n  - {name: app, base: img, packages: [python3]}\nscenarios")
     app = load_matrix(write_matrix(matrix_dir, text)).image("app")
     assert (app.release, app.base, app.arches, app.packages, app.updates) == ("bookworm", "img", ("amd64",), ("python3",), False)
+
+
+def test_an_image_given_by_reference(matrix_dir):
+    text = GOOD.replace("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: ext, reference: 'registry.example:5000/vendor/app@sha256:" + "a" * 64 + "', tls_verify: false}\nscenarios")
+    ext = load_matrix(write_matrix(matrix_dir, text)).image("ext")
+    assert (ext.reference.startswith("registry.example:5000/"), ext.tls_verify, ext.release, ext.packages) == (True, False, "", ())
