@@ -102,15 +102,21 @@ def test_a_damaged_cached_image_is_rebuilt(tmp_path):
     from harness.images.build import build_image
 
     build, _ = build_image(PROBE_IMAGE, "amd64", "http://deb.debian.org/debian", BuildCache(default_root(), "images"))
+    middle = build.archive.stat().st_size // 2
     with open(build.archive, "r+b") as fh:
-        fh.seek(build.size // 2)
+        fh.seek(middle)
         fh.write(b"corrupted by a test")
+        fh.flush()
+        os.fsync(fh.fileno())
     project_copy(tmp_path)
     add_scenario(tmp_path / "scenarios", "slow", "#!/bin/sh\nexit 0\n")
     write_matrix(tmp_path, MATRIX)
     out, _ = harness(tmp_path).communicate(timeout=900)
-    assert "is damaged (image.oci.tar): rebuilding it" in out
+    assert "is damaged (image.oci.tar): rebuilding it" in out, out
     assert "2 passed" in out
+    with open(build.archive, "rb") as fh:
+        fh.seek(middle)
+        assert fh.read(19) != b"corrupted by a test", "the damaged archive was not rebuilt"
 
 
 def test_a_build_killed_with_its_mounts_in_place_is_cleared_by_the_next(tmp_path):
