@@ -33,6 +33,7 @@ def mmdebstrap_argv(
     variant: str = "minbase",
     hooks: dict[str, str] | None = None,
     sources: list[str] | None = None,
+    aptopts: tuple[str, ...] = (),
 ) -> list[str]:
     """hooks: mmdebstrap hook kind (setup, extract, essential, customize) to a shell command.
     sources: apt source lines to build from instead of the release's suite in `mirror`."""
@@ -42,6 +43,7 @@ def mmdebstrap_argv(
         f"--variant={variant}",
         f"--architectures={arch}",
         '--aptopt=APT::Install-Recommends "false"',
+        *(f"--aptopt={option}" for option in aptopts),
         *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
         *([f"--include={','.join(packages)}"] if packages else []),
         *(f"--{kind}-hook={command}" for kind, command in (hooks or {}).items()),

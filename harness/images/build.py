@@ -69,6 +69,9 @@ _FACTS_HOOK = 'for f in var/lib/dpkg/status etc/debian_version; do [ ! -e "$1/$f
 # Man pages are not installed, but update-alternatives still links into man1 (openjdk's postinst
 # fails without it), as Debian's own container images know.
 _MAN1_HOOK = 'mkdir -p "$1/usr/share/man/man1"'
+# A build is defined by the archive state it reads (its SOURCE_DATE_EPOCH), not by today's date: a
+# mirror or snapshot whose Release files have passed their Valid-Until (sid's last a week) still builds.
+_APTOPTS = ('Acquire::Check-Valid-Until "false"',)
 
 
 def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base: ImageBuild | None = None) -> tuple[ImageBuild, bool]:
@@ -86,7 +89,7 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
         facts.mkdir()
         # A layered image's tree starts from exactly what its base has installed.
         packages = [*(sorted(base.installed()) if base else []), *spec.packages]
-        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"essential": _MAN1_HOOK, "customize": _FACTS_HOOK.format(out=facts)}, [s.deb_line() for s in suites])
+        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"essential": _MAN1_HOOK, "customize": _FACTS_HOOK.format(out=facts)}, [s.deb_line() for s in suites], _APTOPTS)
         run_logged(argv, log, f"image {spec.name} for {arch}", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         installed = read_installed(facts / "status", facts / "debian_version") if (facts / "status").exists() else None
         if base is None:
