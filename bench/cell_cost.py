@@ -4,9 +4,12 @@
   harness: MatrixSession.run_cell of a scenario that only exits 0 (what a cell costs in the harness);
   direct:  the same `podman run` command line sent through the same guest agent channel;
   bare:    the host's own runtime (crun or runc) running `true` in a prepared bundle of the same image,
-           timed inside the guest.
+           timed inside the guest;
+  service: (podman hosts) the same container through podman's long-running API service in the
+           guest (`podman system service`, libpod REST: create, start, wait, remove), timed inside
+           the guest: whether keeping the engine's service running beats its CLI per container.
 
-Prints harness/direct (target <= 1.2) and harness/bare (target <= 2.0), medians.
+Prints harness/direct (target <= 1.2) and harness/bare (target <= 2.0), medians, and service/direct.
 
     python bench/cell_cost.py [--matrix matrix.yaml] [--host bookworm-amd64] [--runs 5]
 """
@@ -38,6 +41,39 @@ for i in $(seq $runs); do
   echo $(( (e - s) / 1000000 ))
 done
 """
+
+# Inside the guest: serve podman's API on loopback, then drive one container per run through it
+# with bash's /dev/tcp (no client to start: the service's cost alone is timed). HTTP/1.0, so each
+# reply ends with the connection.
+SERVICE = r"""set -e
+image=$1 runtime=$2 runs=$3
+setsid podman system service --time=0 tcp://127.0.0.1:18080 </dev/null >/run/bench-service.log 2>&1 &
+for i in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break; sleep 0.5; done
+req() {
+  exec 3<>/dev/tcp/127.0.0.1/18080
+  printf '%s %s HTTP/1.0\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' "$1" "$2" "${#3}" "$3" >&3
+  cat <&3; exec 3<&-
+}
+for i in $(seq $runs); do
+  s=$(date +%s%N)
+  id=$(req POST /v4.0.0/libpod/containers/create "{\"image\":\"$image\",\"command\":[\"true\"],\"netns\":{\"nsmode\":\"none\"},\"oci_runtime\":\"$runtime\"}" | sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p')
+  req POST /v4.0.0/libpod/containers/$id/start >/dev/null
+  req POST /v4.0.0/libpod/containers/$id/wait | tail -1 | grep -qx 0
+  req DELETE "/v4.0.0/libpod/containers/$id?force=true" >/dev/null
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 ))
+done
+kill %1
+"""
+
+
+def _guest_timings(host, script: str, args: list[str], what: str) -> list[float]:
+    """Seconds per run printed by a timing script run in the guest (one line of milliseconds each)."""
+    result = host.run(["bash", "-s", *args], timeout=1800, stdin=script.encode())
+    timings = [int(x) / 1000 for x in result.stdout.split()]
+    if result.exit_code != 0 or not timings:
+        raise SystemExit(f"{what} could not be timed: {result.stderr[-2000:]}")
+    return timings
 
 
 def main() -> int:
@@ -76,16 +112,18 @@ def main() -> int:
             assert cell.outcome == "pass", cell
             argv = host.engine.run(f"direct-{uuid.uuid4().hex[:6]}", delivery.image_id, ("/var/lib/harness/scenarios/exits-0", "/harness/scenario"), ["/harness/scenario/run"], matrix.scenario("exits-0").options)
             direct.append(host.run(argv, timeout=600).duration)
-        bare_run = host.run(["sh", "-s", host_spec.runtime, delivery.image_id, str(args.runs)], timeout=1200, stdin=BARE.encode())
-        bare = [int(x) / 1000 for x in bare_run.stdout.split()]
-        if not bare:
-            raise SystemExit(f"the bare runtime could not be timed: {bare_run.stderr[-2000:]}")
+        bare = _guest_timings(host, BARE, [host_spec.runtime, delivery.image_id, str(args.runs)], "the bare runtime")
+        if host_spec.engine == "podman":
+            service = _guest_timings(host, SERVICE, [delivery.image_id, host_spec.runtime, str(args.runs)], "podman's API service")
     finally:
         session.close()
     h, d, b = statistics.median(harness), statistics.median(direct), statistics.median(bare)
     print(f"{host_spec.name} ({host.record.accel}, {host_spec.engine}/{host_spec.runtime}), median of {args.runs}:")
     print(f"  harness cell {h:.2f} s, direct engine call {d:.2f} s, bare {host_spec.runtime} run {b:.2f} s")
     print(f"  harness/direct {h / d:.2f} (target <= 1.2); harness/bare {h / b:.2f} (target <= 2.0)")
+    if host_spec.engine == "podman":
+        v = statistics.median(service)
+        print(f"  the same container through podman's API service {v:.2f} s: service/direct {v / d:.2f} (< 1 would favour the service)")
     return 0
 
 

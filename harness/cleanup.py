@@ -7,12 +7,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import libvirt
 
 from harness.daemon import stop_orphaned_daemon
 from harness.engines.service import stop_orphaned
 from harness.hosts.domain import owner_of
+from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
 
 OWNERS = "owners"
 
@@ -53,9 +55,10 @@ class Cleaned:
     domains: list[str] = field(default_factory=list)
     workdirs: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.domains or self.workdirs or self.services)
+        return bool(self.domains or self.workdirs or self.services or self.volumes)
 
     def __str__(self) -> str:
         if not self:
@@ -63,17 +66,20 @@ class Cleaned:
         parts = list(self.services)
         if self.domains:
             parts.append(f"destroyed {len(self.domains)} leftover domain(s): {', '.join(self.domains)}")
+        if self.volumes:
+            parts.append(f"removed {len(self.volumes)} leftover volume(s) on remote hypervisors: {', '.join(self.volumes)}")
         if self.workdirs:
             parts.append(f"removed {len(self.workdirs)} leftover run directory(ies): {', '.join(self.workdirs)}")
         return "; ".join(parts)
 
 
-def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = frozenset()) -> Cleaned:
-    """Destroy domains and remove work directories of runs that are not running any more (nor in `keep`)."""
+def cleanup(conns: Iterable[libvirt.virConnect], cache_root: Path, keep: set[str] = frozenset()) -> Cleaned:
+    """Destroy domains, remove per-run volumes (on remote hypervisors) and work directories of runs
+    that are not running any more (nor in `keep`), on every hypervisor of `conns`."""
     runs_dir = cache_root / "runs"
     spare = live_runs(runs_dir) | set(keep)
     cleaned = Cleaned()
-    if conn is not None:
+    for conn in conns:
         for dom in conn.listAllDomains():
             try:
                 owner = owner_of(dom.XMLDesc())
@@ -89,6 +95,11 @@ def cleanup(conn: libvirt.virConnect | None, cache_root: Path, keep: set[str] = 
             except libvirt.libvirtError:
                 continue
             cleaned.domains.append(dom.name())
+        try:
+            pool = conn.storagePoolLookupByName(POOL_NAME)
+        except libvirt.libvirtError:
+            continue  # no harness volumes there (this machine's own hypervisor uses files in place)
+        cleaned.volumes += remove_run_volumes(pool, lambda name: not any(name.startswith(f"{PER_RUN}{run}-") for run in spare))
     for run in sorted(runs_dir.glob("*")):
         if run.name not in spare:
             shutil.rmtree(run, ignore_errors=True)

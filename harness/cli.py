@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.config.load import MatrixError, load_matrix
+from harness.config.model import HypervisorSpec
 from harness.setup.doctor import problems as environment_problems
 
 
@@ -28,7 +29,8 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     except MatrixError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    missing = environment_problems(arches={h.arch for h in matrix.hosts if h.kind == "vm"}, uri=args.hypervisor)
+    pool = [HypervisorSpec(uri) for uri in args.hypervisor] if args.hypervisor else list(matrix.hypervisors)
+    missing = environment_problems(arches={h.arch for h in matrix.hosts if h.kind == "vm"}, uris=[h.uri for h in pool])
     if missing:
         print("harness: this machine cannot run the matrix yet:", file=sys.stderr)
         for line in missing:
@@ -37,7 +39,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
     try:
-        workers = _workers(args.workers, matrix)
+        workers = _workers(args.workers, matrix, pool)
     except ValueError:
         print(f"harness: --workers takes a number or auto, not {args.workers!r}", file=sys.stderr)
         return 2
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     argv = [
         str(matrix.path),
         f"--reports={reports}",
-        f"--hypervisor={args.hypervisor}",
+        *[f"--hypervisor={uri}" for uri in args.hypervisor or ()],
         f"--junitxml={reports / 'junit.xml'}",
         "-p",
         "no:cacheprovider",
@@ -68,15 +70,20 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     return int(pytest.main(argv))
 
 
-def _workers(requested: str, matrix) -> int:
-    """Workers for a run: each runs one host at a time, so no more than hosts, cores (counting each
-    guest's vCPUs: an emulated vCPU keeps a core busy, and oversubscribed guests stall), or memory allow."""
+def _workers(requested: str, matrix, pool: list) -> int:
+    """Workers for a run: each runs one host at a time, so no more than hosts, or the pool's
+    slots (each hypervisor's: as many guests as its cores and memory allow)."""
     if requested != "auto":
         return max(1, int(requested))
-    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2**20
-    per_host = max(h.machine.memory_mib for h in matrix.hosts) + 512
-    vcpus = max(h.machine.vcpus for h in matrix.hosts)
-    return max(1, min(len(matrix.hosts), (os.cpu_count() or 1) // vcpus, memory_mib // per_host))
+    from harness.hosts.hypervisors import HypervisorPool
+    from harness.hosts.libvirt import connect
+
+    hypervisors = HypervisorPool.for_matrix(matrix, tuple(pool), Path("/nonexistent"), connect)
+    try:
+        slots = hypervisors.total_slots()
+    finally:
+        hypervisors.close()
+    return max(1, min(len(matrix.hosts), slots or 1))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -141,12 +148,15 @@ def _cleanup(args: argparse.Namespace) -> int:
     from harness.hosts.libvirt import connect
     from harness.hosts.provider import HostError
 
-    try:
-        conn = connect(args.hypervisor)
-    except HostError as exc:
-        print(f"harness cleanup: {exc}; removing work files only", file=sys.stderr)
-        conn = None
-    print(cleanup(conn, default_root()))
+    conns = []
+    for uri in args.hypervisor or ["qemu:///system"]:
+        try:
+            conns.append(connect(uri))
+        except HostError as exc:
+            print(f"harness cleanup: {exc}; nothing removed there", file=sys.stderr)
+    print(cleanup(conns, default_root()))
+    for conn in conns:
+        conn.close()
     return 0
 
 
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run a matrix; extra arguments go to pytest (-k, -x, -n ...)")
     p_run.add_argument("matrix", nargs="?", default="matrix.yaml")
     p_run.add_argument("--reports", default="reports")
-    p_run.add_argument("--hypervisor", default="qemu:///system")
+    p_run.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI of a hypervisor to place hosts on (repeatable; default: the matrix's hypervisors, else qemu:///system)")
     p_run.add_argument("--debug", action="store_true", help="show tracebacks of the harness's own failures")
     p_run.add_argument("--quiet", action="store_true", help="no live progress lines and pytest's terse output: for CI logs")
     p_run.add_argument("--workers", default="1", help="hosts run at once: a number, or auto (as many as cores and memory allow)")
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p_hosts.add_argument("--matrix", default="matrix.yaml")
 
     p_clean = sub.add_parser("cleanup", help="remove domains and work files that interrupted runs left behind")
-    p_clean.add_argument("--hypervisor", default="qemu:///system")
+    p_clean.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI to clean (repeatable; default: qemu:///system)")
 
     p_diff = sub.add_parser("diff", help="list the host x image pairs whose class changed between two runs")
     p_diff.add_argument("old", help="results.json of the earlier run")
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         return _cleanup(args)
     if args.command == "hosts":
         return _hosts(args)
-    missing = environment_problems(arches={"amd64", "arm64"}, uri="qemu:///system")
+    missing = environment_problems(arches={"amd64", "arm64"}, uris=["qemu:///system"])
     for line in missing:
         print(line)
     return 1 if missing else 0

@@ -25,7 +25,8 @@ from harness.cleanup import claim, cleanup, live_runs
 from harness.config.load import MatrixError, load_matrix
 from harness.hosts.libvirt import connect
 from harness.hosts.provider import HostError
-from harness.config.model import Matrix
+from harness.config.model import HypervisorSpec, Matrix
+from harness.hosts.hypervisors import needs_open_registry
 from harness.report.render import render_report
 from harness.results import store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
@@ -48,7 +49,12 @@ PROGRESS_FD_ENV = "HARNESS_PROGRESS_FD"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "container supportability matrix")
     group.addoption("--reports", default="reports", help="directory for results.json, matrix.html and evidence (default: reports)")
-    group.addoption("--hypervisor", default=os.environ.get("HARNESS_HYPERVISOR", "qemu:///system"), help="libvirt URI that runs the host VMs")
+    group.addoption(
+        "--hypervisor",
+        action="append",
+        default=os.environ["HARNESS_HYPERVISOR"].split() if os.environ.get("HARNESS_HYPERVISOR") else None,
+        help="libvirt URI of a hypervisor to place VM hosts on (repeatable; default: the matrix's hypervisors, else qemu:///system)",
+    )
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
     group.addoption("--harness-debug", action="store_true", help="show tracebacks of the harness's own failures")
@@ -198,11 +204,16 @@ def _cache_root(config: pytest.Config) -> Path:
     return Path(config.option.cache_dir) if config.option.cache_dir else default_root()
 
 
+def _pool(config: pytest.Config, matrix: Matrix) -> tuple[HypervisorSpec, ...]:
+    """The hypervisors of this run: --hypervisor's, else the matrix's."""
+    return tuple(HypervisorSpec(uri) for uri in config.option.hypervisor) if config.option.hypervisor else matrix.hypervisors
+
+
 def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
     if SESSION_KEY not in config.stash:
         signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
         reports = Path(config.option.reports).resolve()
-        session = MatrixSession(matrix, config.option.run_id, reports, _cache_root(config), config.option.hypervisor, reuse=config.option.reuse)
+        session = MatrixSession(matrix, config.option.run_id, reports, _cache_root(config), _pool(config, matrix), reuse=config.option.reuse)
         session.progress = ProgressLog(reports / PROGRESS_FILE)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
@@ -290,7 +301,7 @@ class ResultsRecorder:
         """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
         if self.matrix.delivery != "registry" or not any(h.kind == "vm" for h in self.matrix.hosts):
             return
-        self.registry = RegistryServer(_cache_root(self.config) / "registry")
+        self.registry = RegistryServer(_cache_root(self.config) / "registry", listen_all=needs_open_registry(_pool(self.config, self.matrix)))
         try:
             os.environ[REGISTRY_ENV] = self.registry.start()
         except RegistryError as exc:
@@ -302,14 +313,15 @@ class ResultsRecorder:
 
     def _clean_leftovers(self) -> None:
         """What earlier runs left behind (a killed harness): destroyed and removed now, and said so."""
-        conn = None
+        conns = []
         if any(h.kind == "vm" for h in self.matrix.hosts):
-            try:
-                conn = connect(self.config.option.hypervisor)
-            except HostError:
-                conn = None  # the first VM cell will report that libvirtd does not answer
-        cleaned = cleanup(conn, _cache_root(self.config), keep={self.config.option.run_id})
-        if conn is not None:
+            for hypervisor in _pool(self.config, self.matrix):
+                try:
+                    conns.append(connect(hypervisor.uri))
+                except HostError:
+                    pass  # its hosts go elsewhere, or their cells report that it does not answer
+        cleaned = cleanup(conns, _cache_root(self.config), keep={self.config.option.run_id})
+        for conn in conns:
             conn.close()
         # This process lives as long as the run: its claim keeps the run's domains safe from other
         # runs' cleanup even between one worker's last host and another's next.

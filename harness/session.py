@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.cache import BuildCache
 from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
-from harness.config.model import ARCHES, PROBE_IMAGE, ImageSpec, Matrix, ScenarioSpec
+from harness.config.model import ARCHES, PROBE_IMAGE, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image, cached_image
@@ -62,7 +62,7 @@ class MatrixSession:
     run_id: str
     reports: Path
     cache_root: Path
-    uri: str = "qemu:///system"
+    hypervisors: tuple[HypervisorSpec, ...] = ()  # empty: the matrix's own pool
     # The images the selected cells need on each host, so a host receives just those, and how many
     # of its cells are still to run, so a host is stopped (freeing its cores) after its last cell.
     needed: dict[str, set[str]] = field(default_factory=dict)
@@ -99,7 +99,7 @@ class MatrixSession:
     @property
     def provisioner(self) -> Provisioner:
         if self._provisioner is None:
-            self._provisioner = Provisioner(self.matrix, self.run_id, self.cache_root, self.workdir, self.uri)
+            self._provisioner = Provisioner(self.matrix, self.run_id, self.cache_root, self.workdir, self.hypervisors)
         return self._provisioner
 
     def host_record(self, name: str) -> HostRecord:
@@ -119,7 +119,7 @@ class MatrixSession:
             return self._hosts[name]
         try:
             self._phase(name, "building", "host (or taking it from the cache)")
-            host = self.provisioner.provision(self.matrix.host(name))
+            host = self.provisioner.provision(self.matrix.host(name), lambda why: self._phase(name, "waiting", why))
             self._hosts[name] = host
             self._phase(name, "building", "images (or taking them from the cache)")
             probe = self._build(PROBE_IMAGE, host.arch)
@@ -266,7 +266,7 @@ class MatrixSession:
 
     def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
         publication = self.publication(image_name)
-        reference = publication.reference(guest_registry(registry_url() or ""))
+        reference = publication.reference(guest_registry(registry_url() or "", host.guest_gateway()))
         self._phase(host.name, "pulling", f"image {image_name}")
         pull, image_id, platform = host.pull_image(image_name, reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)
         return self._pull_record(host, image_name, reference, pull, image_id, platform)
@@ -277,7 +277,7 @@ class MatrixSession:
         if not host.pulls():
             raise BuildError(f"image {image_name} is given by reference ({spec.reference}); host {host.name} takes images from archives, not from registries")
         self._record_reference(spec)
-        reference = guest_reference(spec.reference)
+        reference = guest_reference(spec.reference, host.guest_gateway())
         self._phase(host.name, "pulling", f"image {image_name}")
         timeout = self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale
         pull, image_id, platform = host.pull_image(image_name, reference, timeout, tls_verify=spec.tls_verify)

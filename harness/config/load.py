@@ -15,6 +15,8 @@ from harness.config.model import (
     DEFAULT_MIRROR,
     CellPattern,
     HostSpec,
+    HypervisorSpec,
+    LOCAL_HYPERVISOR,
     ImageSpec,
     KnownIssue,
     Machine,
@@ -271,6 +273,8 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
             problems.append(loaded)
         else:
             scenarios.append(loaded)
+    hypervisors = tuple(HypervisorSpec(h["uri"], h.get("name", ""), h.get("slots"), h.get("harness_address")) for h in data.get("hypervisors", ()))
+    problems += _duplicates([{"name": h.name} for h in hypervisors], "hypervisor", loc)
     vms_dir = (base / data.get("vms", "vms")).resolve()
     if not (vms_dir / "domain.xml").is_file():
         problems.append(loc.problem(["vms"] if "vms" in data else [], f"no domain template {_display_name(vms_dir / 'domain.xml')}"))
@@ -289,4 +293,5 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         known_issues=tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ())),
         retries=data.get("retries", 1),
         delivery=data.get("delivery", "registry"),
+        hypervisors=hypervisors or (LOCAL_HYPERVISOR,),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -146,6 +147,34 @@ class Policy:
     exclude: tuple[CellPattern, ...] = ()
 
 
+def hypervisor_name(uri: str) -> str:
+    """A hypervisor's default name: its URI's host (and port), or "local" for this machine's."""
+    authority = urlsplit(uri).netloc.rpartition("@")[2]
+    return authority.replace(":", "-") or "local"
+
+
+@dataclass(frozen=True)
+class HypervisorSpec:
+    """A libvirt hypervisor VM hosts may be placed on."""
+
+    uri: str
+    name: str = ""
+    slots: int | None = None  # hosts at once; None: as many as its cores and memory allow
+    harness_address: str | None = None  # where its guests reach this machine; None: worked out
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", hypervisor_name(self.uri))
+
+    @property
+    def remote(self) -> bool:
+        """Whether it runs elsewhere (as far as libvirt knows): files reach it as storage volumes."""
+        return bool(urlsplit(self.uri).netloc)
+
+
+LOCAL_HYPERVISOR = HypervisorSpec("qemu:///system")
+
+
 @dataclass(frozen=True)
 class Matrix:
     path: Path
@@ -160,6 +189,7 @@ class Matrix:
     known_issues: tuple[KnownIssue, ...] = ()
     retries: int = 1
     delivery: str = "registry"  # or "archive"
+    hypervisors: tuple[HypervisorSpec, ...] = (LOCAL_HYPERVISOR,)
 
     def vm_arches(self) -> list[str]:
         """The architectures of the VM hosts: what every image is built and published for."""

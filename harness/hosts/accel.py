@@ -4,6 +4,8 @@ An accessible /dev/kvm is not enough: under some nested hypervisors QEMU aborts 
 host-passthrough, or a KVM guest boots, runs real-mode firmware, and then hangs without printing a
 byte. So KVM is tried first for native guests and judged by the guest kernel's first console output;
 a KVM that fails is remembered for the rest of this machine boot and every host falls back to TCG.
+On a remote hypervisor, whether KVM is offered comes from its libvirt capabilities, and a verdict
+is kept per hypervisor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 # How long a KVM guest may stay silent before KVM is judged broken. A working KVM prints within 1 s.
 KVM_FIRST_OUTPUT_SECONDS = 15.0
@@ -35,10 +38,13 @@ class AccelVerdicts:
     """The per-boot memory of whether KVM works, kept in the cache directory."""
 
     cache_dir: Path
+    hypervisor: str = ""  # empty: this machine's own
+    offers_kvm: Callable[[str], bool] | None = None  # a remote hypervisor's answer, by QEMU arch
 
     @property
     def _file(self) -> Path:
-        return self.cache_dir / f"kvm-broken-{_boot_id()}"
+        at = f"{self.hypervisor}-" if self.hypervisor else ""
+        return self.cache_dir / f"kvm-broken-{at}{_boot_id()}"
 
     def kvm_broken(self) -> str | None:
         """Why KVM was found broken on this boot, or None."""
@@ -53,11 +59,11 @@ class AccelVerdicts:
 
     def candidates(self, qemu_arch: str) -> list[str]:
         """Libvirt domain types to try in order for a guest of `qemu_arch`."""
-        usable = (
-            qemu_arch == native_qemu_arch()
-            and os.access("/dev/kvm", os.R_OK | os.W_OK)
-            and self.kvm_broken() is None
-        )
+        if self.offers_kvm is not None:
+            offered = self.offers_kvm(qemu_arch)
+        else:
+            offered = qemu_arch == native_qemu_arch() and os.access("/dev/kvm", os.R_OK | os.W_OK)
+        usable = offered and self.kvm_broken() is None
         return ["kvm", "qemu"] if usable else ["qemu"]
 
 

@@ -18,7 +18,7 @@ DOMAIN_PREFIX = "harness-"
 
 @dataclass(frozen=True)
 class Disk:
-    path: Path
+    path: str  # as the hypervisor sees it
     fmt: str  # "raw" or "qcow2"
     readonly: bool = False
 
@@ -33,11 +33,11 @@ class DomainSpec:
     cpu_model: str  # "host-passthrough", "max" or a named model
     memory_mib: int
     vcpus: int
-    kernel: Path
-    initrd: Path
+    kernel: str  # paths as the hypervisor sees them
+    initrd: str
     cmdline: str
     disks: tuple[Disk, ...]
-    console_log: Path
+    console_log: str
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:

@@ -14,10 +14,12 @@ import libvirt
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
+from harness.hosts.files import HostFiles
 from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
+from harness.hosts.hypervisors import Slot
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
@@ -72,11 +74,12 @@ class LibvirtHost(Host):
         spec: HostSpec,
         build: HostBuild,
         initramfs_base: Path,
-        conn: libvirt.virConnect,
+        slot: Slot,
         vms_dir: Path,
         workdir: Path,
         run_id: str,
         verdicts: AccelVerdicts,
+        files: HostFiles,
     ):
         super().__init__(
             HostRecord(
@@ -87,17 +90,21 @@ class LibvirtHost(Host):
                 runtime=spec.runtime,
                 recipe_digest=build.digest,
                 settings=spec.settings(),
+                hypervisor=slot.hypervisor.name,
             )
         )
-        self.spec, self.build, self.initramfs_base, self.conn, self.vms_dir = spec, build, initramfs_base, conn, vms_dir
-        self.workdir, self.run_id, self.verdicts = workdir, run_id, verdicts
-        self.console_log = workdir / "console.log"
+        self.spec, self.build, self.initramfs_base, self.slot, self.vms_dir = spec, build, initramfs_base, slot, vms_dir
+        self.conn = slot.hypervisor.conn
+        self.workdir, self.run_id, self.verdicts, self.files = workdir, run_id, verdicts, files
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
         self.engine = engine_cli(spec.engine, spec.runtime)
 
+    def guest_gateway(self) -> str:
+        return self.slot.hypervisor.harness_address()
+
     # -- boot -----------------------------------------------------------------------------------
-    def _domain_spec(self, accel: str, disks: tuple[Disk, ...]) -> DomainSpec:
+    def _domain_spec(self, accel: str, kernel: str, initrd: str, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
@@ -108,22 +115,12 @@ class LibvirtHost(Host):
             cpu_model=cpu_model_for(accel, self.spec.cpu, platform.tcg_cpu),
             memory_mib=self.spec.machine.memory_mib,
             vcpus=self.spec.machine.vcpus,
-            kernel=self.build.kernel,
-            initrd=self.workdir / "initrd.img",
+            kernel=kernel,
+            initrd=initrd,
             cmdline=boot_cmdline(self.spec),
             disks=disks,
-            console_log=self.console_log,
+            console_log=self.files.console,
         )
-
-    def _fresh_overlay(self) -> Path:
-        overlay = self.workdir / "root.qcow2"
-        overlay.unlink(missing_ok=True)
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.build.root_disk), str(overlay)],
-            check=True,
-            capture_output=True,
-        )
-        return overlay
 
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +130,15 @@ class LibvirtHost(Host):
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
         boot_initrd(self.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
+        try:
+            kernel = self.files.cached(self.build.kernel, f"{self.build.digest}-kernel")
+            root = self.files.cached(self.build.root_disk, f"{self.build.digest}-root")
+            initrd, payload_path = self.files.own(self.workdir / "initrd.img"), self.files.own(payload_disk)
+        except libvirt.libvirtError as exc:
+            raise HostError(f"host {self.name}: its files could not reach hypervisor {self.record.hypervisor}: {exc.get_error_message()}") from None
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
-            disks = (Disk(self._fresh_overlay(), "qcow2"), Disk(payload_disk, "raw", readonly=True))
-            spec = self._domain_spec(accel, disks)
-            self.console_log.unlink(missing_ok=True)
+            overlay = self.files.overlay(root, self.build.root_disk.stat().st_size)
+            spec = self._domain_spec(accel, kernel, initrd, (Disk(overlay, "qcow2"), Disk(payload_path, "raw", readonly=True)))
             started = time.monotonic()
             try:
                 self.domain = self.conn.createXML(build_domain_xml(self.vms_dir / "domain.xml", spec), 0)
@@ -147,7 +149,7 @@ class LibvirtHost(Host):
                 raise HostError(f"host {self.name}: libvirt refused to start it: {exc.get_error_message()}") from None
             if accel == "kvm":
                 try:
-                    ConsoleSpeaks(self.console_log).wait_until_ready(self.domain, KVM_FIRST_OUTPUT_SECONDS)
+                    ConsoleSpeaks(self.files.console_text).wait_until_ready(self.domain, KVM_FIRST_OUTPUT_SECONDS)
                 except WaitTimeout as exc:
                     self.verdicts.mark_kvm_broken(str(exc))
                     self._destroy()
@@ -167,9 +169,8 @@ class LibvirtHost(Host):
         raise HostError(f"host {self.name}: no accelerator could start it")
 
     def console_tail(self) -> str:
-        try:
-            lines = self.console_log.read_text(errors="replace").splitlines()[-CONSOLE_TAIL_LINES:]
-        except OSError:
+        lines = self.files.console_text().splitlines()[-CONSOLE_TAIL_LINES:]
+        if not lines:
             return "\n(no console output)"
         return "\nlast console lines:\n" + "\n".join(lines)
 
@@ -268,8 +269,12 @@ class LibvirtHost(Host):
 
     def stop(self) -> None:
         self._destroy()
-        for name in ("root.qcow2", "payload.img", "initrd.img"):
-            (self.workdir / name).unlink(missing_ok=True)
+        try:
+            self.files.remove_own()
+        except libvirt.libvirtError:
+            pass  # the hypervisor went away: `harness cleanup` removes the run's volumes later
+        self.slot.release()
 
     def evidence(self) -> dict[str, str]:
-        return {"console.log": str(self.console_log)} if self.console_log.exists() else {}
+        console = self.files.console_copy(self.workdir / "console.log")
+        return {"console.log": str(console)} if console else {}

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 from harness.config.model import ScenarioSpec
 from harness.images.build import ImageBuild
+from harness.registry.publish import GUEST_GATEWAY
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
 # Where a scenario's directory appears inside every container: /harness/scenarios/<name>/run.
@@ -76,6 +77,10 @@ class Host(ABC):
     def pulls(self) -> bool:
         """Whether images reach this host by reference from the harness's registry (VM hosts do)."""
         return False
+
+    def guest_gateway(self) -> str:
+        """This machine's address as the host's guests reach it (where the harness's registry is)."""
+        return GUEST_GATEWAY
 
     def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
         """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""

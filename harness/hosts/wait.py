@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from pathlib import Path
+from typing import Callable
 
 import libvirt
 
@@ -50,14 +50,11 @@ class WaitStrategy(ABC):
 class ConsoleSpeaks(WaitStrategy):
     """The guest printed anything on its serial console (used to judge whether KVM works)."""
 
-    def __init__(self, console_log: Path):
-        self.console_log = console_log
+    def __init__(self, console_text: Callable[[], str]):
+        self.console_text = console_text
 
     def ready(self) -> bool:
-        try:
-            return self.console_log.stat().st_size > 0
-        except OSError:
-            return False
+        return bool(self.console_text())
 
     def describe(self) -> str:
         return "console output"

@@ -32,16 +32,17 @@ def registry_url() -> str | None:
     return os.environ.get(REGISTRY_ENV) or None
 
 
-def guest_registry(url: str) -> str:
-    """The registry's address as a guest reaches it (host:port, no scheme)."""
-    return f"{GUEST_GATEWAY}:{url.rsplit(':', 1)[1]}"
+def guest_registry(url: str, gateway: str = GUEST_GATEWAY) -> str:
+    """The registry's address as a guest reaches it (host:port, no scheme); `gateway` is this
+    machine's address as the guest sees it."""
+    return f"{gateway}:{url.rsplit(':', 1)[1]}"
 
 
-def guest_reference(reference: str) -> str:
-    """A reference as a guest reaches it: a registry on this machine's loopback is the gateway's."""
+def guest_reference(reference: str, gateway: str = GUEST_GATEWAY) -> str:
+    """A reference as a guest reaches it: a registry on this machine's loopback is at `gateway`."""
     host, sep, rest = reference.partition("/")
     name, colon, port = host.partition(":")
-    return f"{GUEST_GATEWAY}{colon}{port}{sep}{rest}" if name in ("127.0.0.1", "localhost") else reference
+    return f"{gateway}{colon}{port}{sep}{rest}" if name in ("127.0.0.1", "localhost") else reference
 
 
 def publish(url: str, name: str, builds: dict[str, ImageBuild]) -> Publication:

@@ -47,13 +47,19 @@ def answers(url: str) -> bool:
 
 
 class RegistryServer:
-    def __init__(self, root: Path, addr: str = f"127.0.0.1:{REGISTRY_PORT}"):
-        self.root, self.addr = root, addr
+    def __init__(self, root: Path, addr: str = f"127.0.0.1:{REGISTRY_PORT}", listen_all: bool = False):
+        """listen_all: serve on every address of this machine (guests of remote hypervisors pull
+        from it), not on loopback only; the harness itself still pushes over loopback."""
+        self.root, self.addr, self.listen_all = root, addr, listen_all
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.addr}"
+
+    @property
+    def listen(self) -> str:
+        return f":{self.addr.rsplit(':', 1)[1]}" if self.listen_all else self.addr
 
     @property
     def pid_file(self) -> Path:
@@ -65,7 +71,7 @@ class RegistryServer:
             return self.url
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
-        config.write_text(CONFIG.format(root=self.root / "storage", addr=self.addr))
+        config.write_text(CONFIG.format(root=self.root / "storage", addr=self.listen))
         try:
             self.process = start_daemon(
                 ["docker-registry", "serve", str(config)],

@@ -48,6 +48,7 @@ class HostRecord:
     console_log: str = ""  # path relative to the reports directory
     health: str = ""  # "ok", or why a trivial container failed on this host's engine
     error: str = ""
+    hypervisor: str = ""  # the name of the libvirt hypervisor that ran it (VM hosts)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.hosts.accel import native_qemu_arch
 from harness.hosts.platform import PLATFORMS
@@ -13,8 +14,10 @@ FIX = "run ./setup-machine as root (it installs packages, registers binfmt handl
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 
-def problems(arches: set[str], uri: str) -> list[str]:
-    """Problems for building images and running VM hosts of `arches` (no VM hosts: no libvirt needed)."""
+def problems(arches: set[str], uris: list[str]) -> list[str]:
+    """Problems for building images and running VM hosts of `arches` on the hypervisors at `uris`
+    (no VM hosts: no libvirt needed; QEMU is needed here only when a hypervisor is this machine's)."""
+    local = any(not urlsplit(uri).netloc for uri in uris)
     found = []
     if os.geteuid() != 0:
         found.append("building hosts and images with mmdebstrap --mode=root needs root")
@@ -23,7 +26,7 @@ def problems(arches: set[str], uri: str) -> list[str]:
             found.append(f"missing command {command} (Debian package {package}); {FIX}")
     for arch in sorted(arches):
         qemu_arch = PLATFORMS[arch].qemu_arch
-        if shutil.which(f"qemu-system-{qemu_arch}") is None:
+        if local and shutil.which(f"qemu-system-{qemu_arch}") is None:
             found.append(f"missing qemu-system-{qemu_arch} for {arch} hosts; {FIX}")
         if qemu_arch != native_qemu_arch() and not (BINFMT / f"qemu-{qemu_arch}").exists():
             found.append(f"no binfmt handler for {arch} ({BINFMT}/qemu-{qemu_arch}), needed to build {arch} trees; {FIX}")
@@ -35,9 +38,15 @@ def problems(arches: set[str], uri: str) -> list[str]:
         import libvirt
 
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        libvirt.open(uri).close()
     except ImportError:
         found.append("the libvirt Python binding is not installed (pip install libvirt-python)")
-    except Exception as exc:  # libvirt.libvirtError, but the import may be what failed
-        found.append(f"libvirt at {uri} does not answer ({exc}); {FIX}")
-    return found
+        return found
+    answering = []
+    for uri in uris:
+        try:
+            libvirt.open(uri).close()
+            answering.append(uri)
+        except libvirt.libvirtError as exc:
+            found.append(f"libvirt at {uri} does not answer ({exc}); {FIX if not urlsplit(uri).netloc else 'start libvirtd there, or leave it out of the pool'}")
+    # One answering hypervisor is enough to run: the others' hosts go to it (the run says so).
+    return found if not answering else [f for f in found if not f.startswith("libvirt at ")]

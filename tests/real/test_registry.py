@@ -95,9 +95,9 @@ def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_r
         from harness.cleanup import claim
 
         claim(tmp_path / "runs" / "other")
-        assert not cleanup(None, tmp_path).services and answers(f"http://{addr}")
+        assert not cleanup([], tmp_path).services and answers(f"http://{addr}")
         shutil.rmtree(tmp_path / "runs" / "other")
-    cleaned = cleanup(None, tmp_path)
+    cleaned = cleanup([], tmp_path)
     assert any("stopped the registry" in s for s in cleaned.services)
     deadline = time.monotonic() + 10
     while answers(f"http://{addr}") and time.monotonic() < deadline:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.cache import digest_of
 from harness.config.load import load_matrix
 from harness.config.model import ScenarioOptions
@@ -68,13 +70,16 @@ def test_cgroup_and_lsm_settings_reach_the_kernel_command_line(repo_root, tmp_pa
     assert boot_cmdline(h["old-cgroups"]).endswith("panic=1 systemd.unified_cgroup_hierarchy=0 apparmor=0")
 
 
-def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path, monkeypatch):
-    import os
-
+def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path):
     from harness.cli import _workers
+    from harness.config.model import HypervisorSpec
 
     h, _ = hosts(repo_root, tmp_path)
     matrix = load_matrix(tmp_path / "matrix.yaml")
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert _workers("auto", matrix) == 2  # four cores, guests of two vCPUs
-    assert _workers("3", matrix) == 3
+    # libvirt's test driver, describing a node of four cores and 16 GiB.
+    node = HypervisorSpec(f"test://{Path(__file__).parent / 'data' / 'node-4-cores.xml'}")
+    assert _workers("auto", matrix, [node]) == 2  # four cores, guests of two vCPUs
+    twins = [HypervisorSpec(node.uri, name=f"twin{i}") for i in range(2)]
+    assert _workers("auto", matrix, [node, twins[0]]) == 4
+    assert _workers("auto", matrix, [node, *twins]) == 4  # no more than hosts
+    assert _workers("3", matrix, [node]) == 3
