@@ -1,0 +1,87 @@
+"""Hosts spread over two hypervisors for real: this machine's libvirtd and a second libvirtd reached
+over qemu+ssh on loopback (tests/real/loopback-node: its own mount namespace, so it shares no
+files, domains or storage with the first). The second one gets its boot files as storage volumes,
+its guest pulls from the harness's registry, and its console log comes back through libvirt."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
+
+pytestmark = pytest.mark.vm
+NODE_SCRIPT = Path(__file__).parent / "loopback-node"
+# Same host recipes as the default matrix's, so the build cache serves both. "gone" does not answer:
+# its hosts go elsewhere.
+MATRIX = """
+version: 1
+hypervisors:
+  - {{uri: "qemu:///system", slots: 1}}
+  - {{uri: "{node}", name: node, slots: 1}}
+  - {{uri: "{closed}", name: gone}}
+hosts:
+  - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
+  - {{name: bookworm-amd64-cgroup1, release: bookworm, arch: amd64, engine: podman, runtime: runc, cgroup: v1}}
+images:{image}
+scenarios: [useradd]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("node")
+    uri = subprocess.run([str(NODE_SCRIPT), "start", str(directory), str(free_port())], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield uri
+    finally:
+        subprocess.run([str(NODE_SCRIPT), "stop", str(directory)], check=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, node):
+    directory = tmp_path_factory.mktemp("pool")
+    project_copy(directory)
+    closed = f"qemu+ssh://root@127.0.0.1:{free_port()}/system?no_verify=1"
+    write_matrix(directory, MATRIX.format(node=node, closed=closed, image=BOOKWORM_IMAGE))
+    return run_harness(directory, f"pool-{os.getpid()}", "--workers", "2")
+
+
+def test_each_host_ran_on_its_own_hypervisor_and_passed(run):
+    proc, reports = run
+    assert proc.returncode == 0 and "2 passed" in proc.stdout
+    hosts = json.loads((reports / "results.json").read_text())["hosts"]
+    assert sorted(h["hypervisor"] for h in hosts.values()) == ["local", "node"]
+    for host in hosts.values():
+        assert host["health"] == "ok" and host["boot_seconds"] > 0
+        console = (reports / host["console_log"]).read_text()
+        assert "harness-init: guest agent starting" in console, host["name"]
+    page = (reports / "matrix.html").read_text()
+    assert " on node)" in page and " on local)" in page
+
+
+def test_the_node_kept_only_its_cached_volumes_and_no_domain(run, node):
+    conn = libvirt.open(node)
+    try:
+        assert [d.name() for d in conn.listAllDomains()] == []
+        pool = conn.storagePoolLookupByName("container-matrix-harness")
+        volumes = sorted(v.name() for v in pool.listAllVolumes(0))
+        assert volumes and all(v.startswith("cache-") for v in volumes), volumes
+        root = pool.storageVolLookupByName(next(v for v in volumes if v.endswith("-root")))
+        _type, capacity, allocation = root.info()
+    finally:
+        conn.close()
+    # Uploaded sparse: the node stores the root disk's data, not its apparent 6 GiB.
+    assert allocation < capacity / 4
