@@ -64,15 +64,25 @@ def _fetch(url: str) -> bytes:
         raise BuildError(f"the Debian archive cannot be read: {url}: {exc}") from None
 
 
+def _release_field(suite: Suite, field: str) -> str:
+    for line in _fetch(f"{suite.url}/dists/{suite.name}/InRelease").decode(errors="replace").splitlines():
+        if line.startswith(f"{field}:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def require_architecture(release: str, arch: str, mirror: str, what: str) -> None:
+    """Fail early, and say why, when the mirror's release has no `arch` (a release in LTS keeps
+    only some architectures: bullseye's main suite now lists amd64, arm64, armhf and i386)."""
+    listed = _release_field(Suite(mirror, release), "Architectures").split()
+    if listed and arch not in listed:
+        raise BuildError(f"{what}: {mirror} has no {arch} in {release} (its architectures: {' '.join(listed)})")
+
+
 def archive_epoch(suites: list[Suite]) -> int:
     """The newest Release date of the suites: SOURCE_DATE_EPOCH for a reproducible build, so the same
     recipe from the same archive state gives the same bytes."""
-    dates = []
-    for suite in suites:
-        for line in _fetch(f"{suite.url}/dists/{suite.name}/InRelease").decode(errors="replace").splitlines():
-            if line.startswith("Date:"):
-                dates.append(int(email.utils.parsedate_to_datetime(line[5:].strip()).timestamp()))
-                break
+    dates = [int(email.utils.parsedate_to_datetime(date).timestamp()) for suite in suites if (date := _release_field(suite, "Date"))]
     if not dates:
         raise BuildError(f"no Date in the Release files of {', '.join(s.name for s in suites)}")
     return max(dates)

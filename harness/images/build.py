@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.model import ARCHES, ImageSpec
-from harness.images.archive import Suite, archive_epoch, build_suites
+from harness.images.archive import Suite, archive_epoch, build_suites, require_architecture
 from harness.images.dpkg import Installed, read_installed
 from harness.images.layers import write_diff_layer
 from harness.images.oci import Layer, archive_layers, write_oci_archive
@@ -83,6 +83,7 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
     def build(tmp: Path, log: Path) -> None:
         rootfs = tmp / "rootfs.tar"
         log.write_text(f"# image {spec.name} ({spec.release}/{arch}), harness {__version__}\n")
+        require_architecture(spec.release, arch, mirror, f"image {spec.name} for {arch}")
         suites = build_suites(spec.release, mirror, spec.updates)
         epoch = archive_epoch(suites)
         facts = tmp / "facts"

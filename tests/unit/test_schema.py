@@ -40,7 +40,9 @@ def problems_of(path) -> list[str]:
 def test_default_matrix_is_valid(repo_root):
     matrix = load_matrix(repo_root / "matrix.yaml")
     spread = {(h.release, h.arch) for h in matrix.hosts}
-    assert {(r, a) for r in ("bullseye", "bookworm", "trixie") for a in ("amd64", "arm64", "ppc64el")} <= spread
+    # bullseye's LTS archive has no ppc64el any more (harness/images/archive.require_architecture).
+    wanted = {(r, a) for r in ("bullseye", "bookworm", "trixie") for a in ("amd64", "arm64", "ppc64el")} - {("bullseye", "ppc64el")}
+    assert wanted <= spread
     assert any(h.arch == "s390x" for h in matrix.hosts)
     assert any(h.engine == "docker" for h in matrix.hosts) and any(h.cgroup == "v1" for h in matrix.hosts)
     assert any(h.kernel_release != h.release for h in matrix.hosts)
