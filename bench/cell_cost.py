@@ -32,9 +32,9 @@ from harness.session import MatrixSession
 TRUE_SCENARIO = "#!/bin/sh\nexit 0\n"
 # Inside the guest: unpack the loaded image's root file system once, then time the bare runtime.
 BARE = """set -e
-runtime=$1 image=$2 runs=$3
+runtime=$1 image=$2 runs=$3 engine=$4
 dir=/var/tmp/bare-bundle; rm -rf $dir; mkdir -p $dir/rootfs
-cid=$(podman create --network none "$image" true); podman export -o $dir/rootfs.tar "$cid"; tar -x -C $dir/rootfs -f $dir/rootfs.tar; rm $dir/rootfs.tar; podman rm "$cid" >/dev/null
+cid=$($engine create --network none "$image" true); $engine export -o $dir/rootfs.tar "$cid"; tar -x -C $dir/rootfs -f $dir/rootfs.tar; rm $dir/rootfs.tar; $engine rm "$cid" >/dev/null
 cd $dir && $runtime spec && sed -i 's/"sh"/"true"/; s/"terminal": true/"terminal": false/' config.json
 for i in $(seq $runs); do
   s=$(date +%s%N); $runtime run --bundle $dir bare-$i >/dev/null; e=$(date +%s%N)
@@ -112,7 +112,7 @@ def main() -> int:
             assert cell.outcome == "pass", cell
             argv = host.engine.run(f"direct-{uuid.uuid4().hex[:6]}", delivery.image_id, ("/var/lib/harness/scenarios/exits-0", "/harness/scenario"), ["/harness/scenario/run"], matrix.scenario("exits-0").options)
             direct.append(host.run(argv, timeout=600).duration)
-        bare = _guest_timings(host, BARE, [host_spec.runtime, delivery.image_id, str(args.runs)], "the bare runtime")
+        bare = _guest_timings(host, BARE, [host_spec.runtime, delivery.image_id, str(args.runs), host_spec.engine], "the bare runtime")
         if host_spec.engine == "podman":
             service = _guest_timings(host, SERVICE, [delivery.image_id, host_spec.runtime, str(args.runs)], "podman's API service")
     finally:

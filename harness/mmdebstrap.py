@@ -20,8 +20,15 @@ def run_logged(argv: list[str], log: Path, what: str, env: dict[str, str] | None
         fh.flush()
         result = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     if result.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(tail)}")
+        raise BuildError(f"{what}: {argv[0]} failed (exit {result.returncode}); see {log}: {' | '.join(_cause(log))}")
+
+
+def _cause(log: Path) -> list[str]:
+    """The lines that say why: apt's and mmdebstrap's first error (a mirror out of sync, a package
+    that does not exist), else the log's last lines."""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    errors = [line for line in lines if line.startswith("E: ")]
+    return errors[:1] + lines[-2:] if errors and errors[0] not in lines[-2:] else lines[-3:]
 
 
 def mmdebstrap_argv(

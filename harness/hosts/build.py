@@ -18,7 +18,7 @@ import yaml
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.model import HostSpec
-from harness.images.archive import require_architecture
+from harness.images.archive import Suite, require_architecture
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
 from harness.registry.publish import GUEST_GATEWAY
 from harness.registry.server import REGISTRY_PORT
@@ -155,7 +155,7 @@ def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) ->
     digest = digest_of(recipe)
 
     def build(tmp: Path, log: Path) -> None:
-        require_architecture(spec.release, spec.arch, mirror, f"host {spec.name}")
+        require_architecture([Suite(mirror, r) for r in dict.fromkeys((spec.release, spec.kernel_release))], spec.arch, f"host {spec.name}")
         rootfs = tmp / "rootfs"
         log.write_text(f"# host {spec.name} ({spec.release}/{spec.arch}), harness {__version__}\n")
         argv = mmdebstrap_argv(spec.release, spec.arch, recipe["packages"], rootfs, mirror, hooks={"essential": NO_INITRAMFS_HOOK})

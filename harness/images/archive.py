@@ -71,12 +71,14 @@ def _release_field(suite: Suite, field: str) -> str:
     return ""
 
 
-def require_architecture(release: str, arch: str, mirror: str, what: str) -> None:
-    """Fail early, and say why, when the mirror's release has no `arch` (a release in LTS keeps
-    only some architectures: bullseye's main suite now lists amd64, arm64, armhf and i386)."""
-    listed = _release_field(Suite(mirror, release), "Architectures").split()
-    if listed and arch not in listed:
-        raise BuildError(f"{what}: {mirror} has no {arch} in {release} (its architectures: {' '.join(listed)})")
+def require_architecture(suites: list[Suite], arch: str, what: str) -> None:
+    """Fail early, and say why, when a suite has no `arch`: a release in LTS keeps only some
+    architectures (bullseye's main suite now lists amd64, arm64, armhf and i386; bookworm-security
+    no s390x)."""
+    for suite in suites:
+        listed = _release_field(suite, "Architectures").split()
+        if listed and arch not in listed:
+            raise BuildError(f"{what}: {suite.url} has no {arch} in {suite.name} (its architectures: {' '.join(listed)})")
 
 
 def archive_epoch(suites: list[Suite]) -> int:

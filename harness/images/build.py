@@ -83,8 +83,8 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
     def build(tmp: Path, log: Path) -> None:
         rootfs = tmp / "rootfs.tar"
         log.write_text(f"# image {spec.name} ({spec.release}/{arch}), harness {__version__}\n")
-        require_architecture(spec.release, arch, mirror, f"image {spec.name} for {arch}")
         suites = build_suites(spec.release, mirror, spec.updates)
+        require_architecture(suites, arch, f"image {spec.name} for {arch}")
         epoch = archive_epoch(suites)
         facts = tmp / "facts"
         facts.mkdir()

@@ -82,3 +82,14 @@ def test_image_facts_are_recorded_and_shown(layered):
     html = (reports / "matrix.html").read_text()
     row = html.split('id="build-bookworm-jre-amd64"')[1].split("</tr>")[0]
     assert "linux/amd64" in row and app["glibc"] in row and f"{app['freshness']['outdated']} of {app['package_count']} outdated" in row
+
+
+def test_an_architecture_the_archive_dropped_is_named_before_any_build(tmp_path):
+    """bullseye is in LTS: the real archive's bullseye lists no ppc64el any more, and its build says
+    so at once, naming the suite and what it does list, instead of failing inside mmdebstrap."""
+    from harness.mmdebstrap import BuildError
+
+    spec = ImageSpec("debian-bullseye", "bullseye", ("passwd",), ("/bin/sh",))
+    with pytest.raises(BuildError) as caught:
+        build_image(spec, "ppc64el", "http://deb.debian.org/debian", BuildCache(tmp_path, "images"))
+    assert "image debian-bullseye for ppc64el: http://deb.debian.org/debian has no ppc64el in bullseye (its architectures: all amd64 arm64" in str(caught.value)
