@@ -247,25 +247,31 @@ class MatrixSession:
     def _pulls(self, host: Host) -> bool:
         return self.matrix.delivery == "registry" and host.pulls()
 
-    def publication(self, image_name: str) -> Publication:
-        """The image built for every VM host architecture and pushed behind one index (once per run)."""
+    def publication(self, image_name: str, arch: str) -> Publication:
+        """The image built for every VM host architecture and pushed behind one index (once per run),
+        for a host of `arch`. An architecture whose build fails is left out of the index and its
+        hosts' cells carry that failure; the other architectures' hosts are not held back by it."""
         if image_name not in self._publications:
             url = registry_url()
             if url is None:
                 raise BuildError(f"image {image_name}: no registry to publish it to (the run could not start one)")
             arches = self.matrix.image(image_name).arches or self.matrix.vm_arches()
-            builds = {arch: self.image(image_name, arch) for arch in arches}
+            builds = {a: build for a in arches if (build := self._image_or_none(image_name, a))}
+            if not builds:
+                raise BuildError(self._failed_images[(image_name, arch if arch in arches else arches[0])])
             try:
-                self._publications[image_name] = publication = publish(url, image_name, builds)
+                self._publications[image_name] = publication = publish(url, image_name, builds, index=len(arches) > 1)
             except RegistryError as exc:
                 raise BuildError(f"image {image_name}: {exc}") from None
             record = self.image_records[image_name]
             record.reference = publication.reference(url.split("://", 1)[-1])
             record.index_digest = publication.index_digest
+        if (image_name, arch) in self._failed_images:
+            raise BuildError(self._failed_images[(image_name, arch)])
         return self._publications[image_name]
 
     def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
-        publication = self.publication(image_name)
+        publication = self.publication(image_name, host.arch)
         reference = publication.reference(guest_registry(registry_url() or "", host.guest_gateway()))
         self._phase(host.name, "pulling", f"image {image_name}")
         pull, image_id, platform = host.pull_image(image_name, reference, timeout=self.matrix.host(host.name).machine.cell_timeout * 4 * host.time_scale)

@@ -190,7 +190,7 @@ class HypervisorPool:
             return Slot(hypervisor, lock)
         return None
 
-    def free_slots(self, hypervisor: Hypervisor) -> int:
+    def _free_slots(self, hypervisor: Hypervisor) -> int:
         free = 0
         for index in range(hypervisor.slots(self.memory_mib, self.vcpus)):
             with open(self.slots_dir / f"{hypervisor.name}.{index}", "a") as lock:
@@ -208,7 +208,7 @@ class HypervisorPool:
         while True:
             natives = [h for h in candidates if h.native_arch == qemu_arch]
             for group in (natives, [h for h in candidates if h not in natives]):
-                for hypervisor in sorted(group, key=self.free_slots, reverse=True):
+                for hypervisor in sorted(group, key=self._free_slots, reverse=True):
                     if slot := self._try(hypervisor):
                         return slot
             waiting(f"every slot of {', '.join(h.name for h in candidates)} is taken")

@@ -45,12 +45,15 @@ def guest_reference(reference: str, gateway: str = GUEST_GATEWAY) -> str:
     return f"{gateway}{colon}{port}{sep}{rest}" if name in ("127.0.0.1", "localhost") else reference
 
 
-def publish(url: str, name: str, builds: dict[str, ImageBuild]) -> Publication:
+def publish(url: str, name: str, builds: dict[str, ImageBuild], index: bool | None = None) -> Publication:
+    """Push the builds behind one tag: an OCI index, or (one build, unless `index` says otherwise) a
+    plain manifest, which any platform pulls. index=True when more platforms were meant than built:
+    a host of a missing one must find no image for its platform, not run another's."""
     client = RegistryClient(url)
     repo = f"harness/{name}"
     pushed = [client.push_archive(repo, build.archive, arch) for arch, build in sorted(builds.items())]
     tag = "c-" + hashlib.sha256(" ".join(sorted(b.image_id for b in builds.values())).encode()).hexdigest()[:16]
-    if len(pushed) == 1:  # a single-architecture image: a plain manifest, which any platform pulls
+    if len(pushed) == 1 and not index:
         client.tag_manifest(repo, tag, pushed[0])
         return Publication(repo, tag, pushed[0].manifest_digest, tuple(builds))
     return Publication(repo, tag, client.push_index(repo, tag, pushed), tuple(sorted(builds)))
