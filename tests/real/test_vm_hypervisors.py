@@ -47,6 +47,10 @@ def node(tmp_path_factory):
     try:
         yield uri
     finally:
+        conn = libvirt.open(uri)  # whatever a failed run left there goes with the node
+        for domain in conn.listAllDomains():
+            domain.destroy()
+        conn.close()
         subprocess.run([str(NODE_SCRIPT), "stop", str(directory)], check=False)
 
 
