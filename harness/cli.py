@@ -148,8 +148,14 @@ def _cleanup(args: argparse.Namespace) -> int:
     from harness.hosts.libvirt import connect
     from harness.hosts.provider import HostError
 
+    uris = args.hypervisor
+    if not uris:  # the matrix's hypervisors, where one is at hand
+        try:
+            uris = [h.uri for h in load_matrix(args.matrix).hypervisors]
+        except MatrixError:
+            uris = ["qemu:///system"]
     conns = []
-    for uri in args.hypervisor or ["qemu:///system"]:
+    for uri in uris:
         try:
             conns.append(connect(uri))
         except HostError as exc:
@@ -224,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p_hosts.add_argument("--matrix", default="matrix.yaml")
 
     p_clean = sub.add_parser("cleanup", help="remove domains and work files that interrupted runs left behind")
-    p_clean.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI to clean (repeatable; default: qemu:///system)")
+    p_clean.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI to clean (repeatable; default: the matrix's hypervisors, else qemu:///system)")
+    p_clean.add_argument("--matrix", default="matrix.yaml", help="whose hypervisors to clean when no --hypervisor is given")
 
     p_diff = sub.add_parser("diff", help="list the host x image pairs whose class changed between two runs")
     p_diff.add_argument("old", help="results.json of the earlier run")
