@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -76,3 +77,10 @@ def run_harness(directory: Path, run_id: str, *extra: str) -> tuple[subprocess.C
     )
     print(proc.stdout[-5000:], proc.stderr[-3000:])
     return proc, reports
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (a registry's, an sshd's, or one that must refuse)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

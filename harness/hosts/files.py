@@ -160,8 +160,8 @@ def _volume_xml(name: str, size: int, fmt: str, backing: str | None = None) -> s
 class VolumeFiles(HostFiles):
     """A host's files as storage volumes on a remote hypervisor (see the module's docstring)."""
 
-    def __init__(self, conn: libvirt.virConnect, run_id: str, host: str, workdir: Path, locks: Path):
-        self.conn, self.workdir, self.locks = conn, workdir, locks
+    def __init__(self, conn: libvirt.virConnect, run_id: str, host: str, locks: Path):
+        self.conn, self.locks = conn, locks
         self.prefix = f"{PER_RUN}{run_id}-{host}-"
         self.pool = harness_pool(conn)
 

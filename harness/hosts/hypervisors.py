@@ -91,7 +91,7 @@ class Hypervisor:
 
     def files(self, run_id: str, host: str, workdir: Path, locks: Path) -> HostFiles:
         if self.spec.remote:
-            return VolumeFiles(self.conn, run_id, host, workdir, locks)
+            return VolumeFiles(self.conn, run_id, host, locks)
         return LocalFiles(workdir)
 
     def harness_address(self) -> str:

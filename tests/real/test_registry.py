@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 
 import pytest
@@ -16,15 +15,9 @@ from harness.config.model import PROBE_IMAGE
 from harness.images.build import build_image
 from harness.registry.push import MEDIA_INDEX, RegistryClient
 from harness.registry.server import RegistryServer, answers
-from tests.conftest import needs_podman
+from tests.conftest import free_port, needs_podman
 
 MIRROR = "http://deb.debian.org/debian"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

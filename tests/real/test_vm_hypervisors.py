@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import libvirt
 import pytest
 
-from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
+from tests.conftest import BOOKWORM_IMAGE, free_port, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 NODE_SCRIPT = Path(__file__).parent / "loopback-node"
@@ -32,12 +31,6 @@ hosts:
 images:{image}
 scenarios: [useradd]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
