@@ -9,7 +9,8 @@
            guest (`podman system service`, libpod REST: create, start, wait, remove), timed inside
            the guest: whether keeping the engine's service running beats its CLI per container.
 
-Prints harness/direct (target <= 1.2) and harness/bare (target <= 2.0), medians, and service/direct.
+Prints harness/direct (target <= 1.2) and harness/bare (target <= 2.0), medians, and service/direct
+with the service's steps (create, start, wait for exit, remove): the engine's own floor.
 
     python bench/cell_cost.py [--matrix matrix.yaml] [--host bookworm-amd64] [--runs 5]
 """
@@ -54,26 +55,32 @@ req() {
   printf '%s %s HTTP/1.0\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' "$1" "$2" "${#3}" "$3" >&3
   cat <&3; exec 3<&-
 }
+t() { date +%s%N; }
 for i in $(seq $runs); do
-  s=$(date +%s%N)
+  a=$(t)
   id=$(req POST /v4.0.0/libpod/containers/create "{\"image\":\"$image\",\"command\":[\"true\"],\"netns\":{\"nsmode\":\"none\"},\"oci_runtime\":\"$runtime\"}" | sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p')
-  req POST /v4.0.0/libpod/containers/$id/start >/dev/null
-  req POST /v4.0.0/libpod/containers/$id/wait | tail -1 | grep -qx 0
-  req DELETE "/v4.0.0/libpod/containers/$id?force=true" >/dev/null
-  e=$(date +%s%N)
-  echo $(( (e - s) / 1000000 ))
+  b=$(t); req POST /v4.0.0/libpod/containers/$id/start >/dev/null
+  c=$(t); req POST "/v4.0.0/libpod/containers/$id/wait?interval=20ms" | tail -1 | grep -qx 0
+  d=$(t); req DELETE "/v4.0.0/libpod/containers/$id?force=true" >/dev/null
+  e=$(t)
+  echo $(( (e - a) / 1000000 )) $(( (b - a) / 1000000 )) $(( (c - b) / 1000000 )) $(( (d - c) / 1000000 )) $(( (e - d) / 1000000 ))
 done
 kill %1
 """
 
 
-def _guest_timings(host, script: str, args: list[str], what: str) -> list[float]:
-    """Seconds per run printed by a timing script run in the guest (one line of milliseconds each)."""
+def _guest_timings(host, script: str, args: list[str], what: str) -> list[list[float]]:
+    """Seconds per run printed by a timing script run in the guest (a line of milliseconds per run:
+    the total, then any steps of it)."""
     result = host.run(["bash", "-s", *args], timeout=1800, stdin=script.encode())
-    timings = [int(x) / 1000 for x in result.stdout.split()]
+    timings = [[int(x) / 1000 for x in line.split()] for line in result.stdout.splitlines() if line.strip()]
     if result.exit_code != 0 or not timings:
         raise SystemExit(f"{what} could not be timed: {result.stderr[-2000:]}")
     return timings
+
+
+def _medians(rows: list[list[float]]) -> list[float]:
+    return [statistics.median(column) for column in zip(*rows)]
 
 
 def main() -> int:
@@ -117,13 +124,15 @@ def main() -> int:
             service = _guest_timings(host, SERVICE, [delivery.image_id, host_spec.runtime, str(args.runs)], "podman's API service")
     finally:
         session.close()
-    h, d, b = statistics.median(harness), statistics.median(direct), statistics.median(bare)
+    h, d, (b,) = statistics.median(harness), statistics.median(direct), _medians(bare)
     print(f"{host_spec.name} ({host.record.accel}, {host_spec.engine}/{host_spec.runtime}), median of {args.runs}:")
     print(f"  harness cell {h:.2f} s, direct engine call {d:.2f} s, bare {host_spec.runtime} run {b:.2f} s")
     print(f"  harness/direct {h / d:.2f} (target <= 1.2); harness/bare {h / b:.2f} (target <= 2.0)")
     if host_spec.engine == "podman":
-        v = statistics.median(service)
+        v, create, start, wait, remove = _medians(service)
         print(f"  the same container through podman's API service {v:.2f} s: service/direct {v / d:.2f} (< 1 would favour the service)")
+        print(f"    its steps: create {create:.2f} s, start {start:.2f} s, wait for exit {wait:.2f} s, remove {remove:.2f} s; "
+              f"start alone (conmon + runtime create and start) is {start / b:.1f}x the bare run")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 class ProgressEvent:
     t: float
     host: str
-    phase: str  # building, waiting (for a hypervisor slot), booting, loading, checking, scenario, done
+    phase: str  # building, waiting (for a hypervisor slot), booting, loading, checking, scenario, moving (its hypervisor was lost), done
     detail: str = ""
     step: int = 0  # for "scenario": k of n
     steps: int = 0

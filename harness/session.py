@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.cache import BuildCache
 from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
 from harness.config.model import ARCHES, PROBE_IMAGE, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
+from harness.hosts.hypervisors import HypervisorLost
 from harness.hosts.provider import Host, HostError
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image, cached_image
@@ -78,6 +79,8 @@ class MatrixSession:
     _reused_hosts: dict[str, HostRecord] = field(default_factory=dict)
     # Live progress, for the controller to print; cells started per host, for "scenario k of n".
     progress: ProgressLog | None = None
+    # Hosts whose hypervisor was lost under them, with why (they started again elsewhere).
+    _moves: dict[str, list[str]] = field(default_factory=dict)
     _started: dict[str, int] = field(default_factory=dict)
     _publications: dict[str, Publication] = field(default_factory=dict)
     # Facts of the candidate images this process built or took from the cache, for the report.
@@ -112,15 +115,23 @@ class MatrixSession:
 
     # -- hosts ------------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
-        """The running host, provisioning and starting it (with the images it needs) on first use."""
+        """The running host, provisioning and starting it (with the images it needs) on first use;
+        on another hypervisor when the one it was placed on stops answering."""
         if name in self._broken:
             raise HostError(self._broken[name])
-        if name in self._hosts:
-            return self._hosts[name]
+        while name not in self._hosts:
+            try:
+                self._start_host(name)
+            except HypervisorLost as exc:
+                self._lose(name, exc)
+        return self._hosts[name]
+
+    def _start_host(self, name: str) -> None:
         try:
             self._phase(name, "building", "host (or taking it from the cache)")
             host = self.provisioner.provision(self.matrix.host(name), lambda why: self._phase(name, "waiting", why))
             self._hosts[name] = host
+            host.record.moved = "; ".join(self._moves.get(name, []))
             self._phase(name, "building", "images (or taking them from the cache)")
             probe = self._build(PROBE_IMAGE, host.arch)
             # Candidate images come by reference from the registry to hosts that pull; others get archives.
@@ -131,6 +142,8 @@ class MatrixSession:
             self._phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
             host.facts()
             self._health_check(host, probe)
+        except HypervisorLost:
+            raise
         except OSError as exc:
             reason = f"host {name}: {_os_problem(exc)}"
             if name in self._hosts:
@@ -143,7 +156,17 @@ class MatrixSession:
             self._broken[name] = str(exc)
             raise HostError(str(exc)) from None
         self._keep_evidence(host)
-        return host
+
+    def _lose(self, name: str, exc: HypervisorLost) -> None:
+        """The host's hypervisor stopped answering: it leaves the pool (for the whole run), and the
+        host with it, so that the host starts again elsewhere (with its images delivered again)."""
+        self.provisioner.pool.forget(exc.hypervisor, str(exc))
+        self._moves.setdefault(name, []).append(f"started again: {exc}")
+        self._phase(name, "moving", f"off hypervisor {exc.hypervisor}: it stopped answering")
+        if host := self._hosts.pop(name, None):
+            self._stop(host)
+        for key in [k for k in self.deliveries if k[0] == name]:
+            del self.deliveries[key]
 
     def image(self, name: str, arch: str) -> ImageBuild:
         """The built image; a failed build is remembered and raised again for each of its cells."""
@@ -358,6 +381,9 @@ class MatrixSession:
             delivery = self.deliver(host, image_name)
         except BuildError as exc:
             raise error(str(exc)) from None
+        except HypervisorLost as exc:
+            self._lose(host_name, exc)
+            return self.prepare(host_name, image_name, scenario_name)
         except HostError as exc:
             self._mark_broken(host, str(exc))
             raise error(str(exc)) from None
@@ -404,6 +430,10 @@ class MatrixSession:
 
         try:
             result = with_retries(attempt(), attempt, self.matrix.retries)
+        except HypervisorLost as exc:  # the cell runs again, on the host started elsewhere
+            self._lose(host_name, exc)
+            self._started[host_name] -= 1
+            return self.run_cell(host_name, image_name, scenario_name)
         except HostError as exc:
             # The host died under the cell (a guest panic, qemu killed, libvirtd gone): it is torn
             # down now and its later cells are errors at once, instead of each waiting for it.

@@ -5,6 +5,8 @@ cores and memory allow, read from libvirt). A slot is a lock file in the run's d
 the process running a host there for as long as the host lives, so every xdist worker of a run sees
 the same occupancy. A host goes to a hypervisor that can run its architecture (from libvirt's
 capabilities), preferring one of the same architecture (KVM may work there), then the emptiest.
+A hypervisor that stops answering during the run is lost: it leaves the pool (for every worker: a
+`.lost` file beside the slots says so) and its hosts start again elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from harness.hosts.accel import AccelVerdicts
 from harness.hosts.files import HostFiles, LocalFiles, VolumeFiles
 from harness.hosts.provider import HostError
 from harness.registry.publish import GUEST_GATEWAY
+
+class HypervisorLost(HostError):
+    """The hypervisor running a host stopped answering: the host is not broken, its place is gone."""
+
+    def __init__(self, message: str, hypervisor: str):
+        super().__init__(message)
+        self.hypervisor = hypervisor
+
 
 # Memory a hypervisor keeps for itself and for each guest's QEMU process, beyond the guest's RAM.
 RESERVED_MIB = 512
@@ -89,6 +99,13 @@ class Hypervisor:
             self._slots = self.spec.slots or max(1, fit)
         return self._slots
 
+    def answers(self) -> bool:
+        """Whether its libvirt still answers a call (a closed or dead connection does not)."""
+        try:
+            return bool(self.conn.isAlive()) and bool(self.conn.getLibVersion())
+        except libvirt.libvirtError:
+            return False
+
     def files(self, run_id: str, host: str, workdir: Path, locks: Path) -> HostFiles:
         if self.spec.remote:
             return VolumeFiles(self.conn, run_id, host, locks)
@@ -146,6 +163,7 @@ class HypervisorPool:
     connect: Callable[[str], libvirt.virConnect]
     _connected: dict[str, Hypervisor] = field(default_factory=dict)
     _unreachable: dict[str, str] = field(default_factory=dict)
+    _lost: list[Hypervisor] = field(default_factory=list)
 
     @classmethod
     def for_matrix(cls, matrix: Matrix, specs: tuple[HypervisorSpec, ...], slots_dir: Path, connect) -> "HypervisorPool":
@@ -157,9 +175,15 @@ class HypervisorPool:
         """Hosts the whole pool runs at once (its answering hypervisors)."""
         return sum(h.slots(self.memory_mib, self.vcpus) for h in self.hypervisors())
 
+    def _lost_file(self, name: str) -> Path:
+        return self.slots_dir / f"{name}.lost"
+
     def hypervisors(self) -> list[Hypervisor]:
-        """Every hypervisor that answers (connected once per process); the others are remembered with why."""
+        """Every hypervisor that answers (connected once per process) and was not lost during the
+        run (by any worker); the others are remembered with why."""
         for spec in self.specs:
+            if spec.name not in self._unreachable and self._lost_file(spec.name).exists():
+                self.forget(spec.name, self._lost_file(spec.name).read_text().strip())
             if spec.name in self._connected or spec.name in self._unreachable:
                 continue
             try:
@@ -204,8 +228,8 @@ class HypervisorPool:
     def place(self, host: str, qemu_arch: str, waiting: Callable[[str], None] = lambda _msg: None) -> Slot:
         """A slot for the host on the best hypervisor with one free; waits while every able one is full."""
         self.slots_dir.mkdir(parents=True, exist_ok=True)
-        candidates = self._candidates(host, qemu_arch)
         while True:
+            candidates = self._candidates(host, qemu_arch)  # again each round: one may be lost meanwhile
             natives = [h for h in candidates if h.native_arch == qemu_arch]
             for group in (natives, [h for h in candidates if h not in natives]):
                 for hypervisor in sorted(group, key=self._free_slots, reverse=True):
@@ -214,10 +238,20 @@ class HypervisorPool:
             waiting(f"every slot of {', '.join(h.name for h in candidates)} is taken")
             time.sleep(2)
 
+    def forget(self, name: str, why: str) -> None:
+        """Take a hypervisor that stopped answering out of the pool, for every worker of the run."""
+        self.slots_dir.mkdir(parents=True, exist_ok=True)
+        if not self._lost_file(name).exists():
+            self._lost_file(name).write_text(why + "\n")
+        self._unreachable[name] = f"lost during the run: {why}"
+        if hypervisor := self._connected.pop(name, None):
+            self._lost.append(hypervisor)  # closed at the end: hosts on it still hold the connection
+
     def close(self) -> None:
-        for hypervisor in self._connected.values():
+        for hypervisor in [*self._connected.values(), *self._lost]:
             try:
                 hypervisor.conn.close()
             except libvirt.libvirtError:
                 pass
         self._connected.clear()
+        self._lost.clear()

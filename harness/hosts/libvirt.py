@@ -19,7 +19,7 @@ from harness.hosts.agent import AgentError, GuestAgent
 from harness.hosts.build import HostBuild
 from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
-from harness.hosts.hypervisors import Slot
+from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
@@ -135,7 +135,7 @@ class LibvirtHost(Host):
             root = self.files.cached(self.build.root_disk, f"{self.build.digest}-root")
             initrd, payload_path = self.files.own(self.workdir / "initrd.img"), self.files.own(payload_disk)
         except libvirt.libvirtError as exc:
-            raise HostError(f"host {self.name}: its files could not reach hypervisor {self.record.hypervisor}: {exc.get_error_message()}") from None
+            raise self._failure(f"host {self.name}: its files could not reach hypervisor {self.record.hypervisor}: {exc.get_error_message()}") from None
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
             overlay = self.files.overlay(root, self.build.root_disk.stat().st_size)
             spec = self._domain_spec(accel, kernel, initrd, (Disk(overlay, "qcow2"), Disk(payload_path, "raw", readonly=True)))
@@ -146,7 +146,7 @@ class LibvirtHost(Host):
                 if accel == "kvm":
                     self.verdicts.mark_kvm_broken(exc.get_error_message())
                     continue
-                raise HostError(f"host {self.name}: libvirt refused to start it: {exc.get_error_message()}") from None
+                raise self._failure(f"host {self.name}: libvirt refused to start it: {exc.get_error_message()}") from None
             if accel == "kvm":
                 try:
                     ConsoleSpeaks(self.files.console_text).wait_until_ready(self.domain, KVM_FIRST_OUTPUT_SECONDS)
@@ -163,10 +163,18 @@ class LibvirtHost(Host):
                 if ready := self.engine.ready():  # a daemon engine: ready for commands once it answers
                     CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
             except WaitTimeout as exc:
-                raise HostError(f"host {self.name} did not become ready: {exc}{self.console_tail()}") from None
+                raise self._failure(f"host {self.name} did not become ready: {exc}{self.console_tail()}") from None
             self.record.boot_seconds = round(time.monotonic() - started, 2)
             return
         raise HostError(f"host {self.name}: no accelerator could start it")
+
+    def _failure(self, message: str) -> HostError:
+        """The error for a failure of this host: HypervisorLost when its hypervisor stopped answering
+        (the host is not at fault and starts again elsewhere), else a HostError."""
+        hypervisor = self.slot.hypervisor
+        if hypervisor.answers():
+            return HostError(message)
+        return HypervisorLost(f"{message} (hypervisor {hypervisor.name} stopped answering)", hypervisor.name)
 
     def console_tail(self) -> str:
         lines = self.files.console_text().splitlines()[-CONSOLE_TAIL_LINES:]
@@ -241,7 +249,7 @@ class LibvirtHost(Host):
             return self.agent.execute(argv, timeout, stdin)
         except AgentError as exc:
             state = self._state()
-            raise HostError(f"host {self.name}: {exc} (domain {state}){self.console_tail()}") from None
+            raise self._failure(f"host {self.name}: {exc} (domain {state}){self.console_tail()}") from None
 
     def facts(self) -> dict[str, str]:
         script = (self.vms_dir / "guest" / "facts").read_bytes()

@@ -1,7 +1,8 @@
 """Debian's `docker-registry` (the distribution registry, v2 API) served from the harness's cache.
 
 Plain HTTP on one port, no auth: it is the harness's own delivery point, like a lab's internal
-registry. The harness reuses a registry that already answers there and stops only its own.
+registry. The harness reuses a registry that already answers there and stops only its own (or
+one a killed run left serving loopback only, when this run's remote guests need every address).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from harness.daemon import DaemonError, start_daemon, stop_daemon
+import time
+
+from harness.daemon import DaemonError, start_daemon, stop_daemon, stop_orphaned_daemon
 
 CONFIG = """version: 0.1
 log:
@@ -68,7 +71,9 @@ class RegistryServer:
     def start(self, timeout: float = 30.0) -> str:
         """Serve (or find served) the registry; returns its URL. Raises RegistryError."""
         if answers(self.url):
-            return self.url
+            if not self.listen_all or self._serves_every_address():
+                return self.url
+            self._stop_loopback_only(timeout)
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
         config.write_text(CONFIG.format(root=self.root / "storage", addr=self.listen))
@@ -85,6 +90,27 @@ class RegistryServer:
         except DaemonError as exc:
             raise RegistryError(str(exc)) from None
         return self.url
+
+    def _serves_every_address(self) -> bool:
+        """Whether the registry answering here is the harness's, serving every address (not loopback only)."""
+        try:
+            return f"addr: {self.listen}\n" in (self.root / "config.yml").read_text()
+        except OSError:
+            return False
+
+    def _stop_loopback_only(self, timeout: float) -> None:
+        """A registry that guests of other machines cannot reach answers on the port: stop it if the
+        run that started it is gone; otherwise say who has to."""
+        if stop_orphaned_daemon(self.pid_file, "the registry") is None:
+            raise RegistryError(
+                f"a registry at {self.url} serves this machine only (a running harness's, or not the harness's), "
+                "but guests on other machines must pull from it: stop it, or set HARNESS_REGISTRY_PORT to a free port"
+            )
+        deadline = time.monotonic() + timeout
+        while answers(self.url):
+            if time.monotonic() > deadline:
+                raise RegistryError(f"the registry left at {self.url} by a killed run does not stop")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.process is not None:

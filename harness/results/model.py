@@ -49,6 +49,7 @@ class HostRecord:
     health: str = ""  # "ok", or why a trivial container failed on this host's engine
     error: str = ""
     hypervisor: str = ""  # the name of the libvirt hypervisor that ran it (VM hosts)
+    moved: str = ""  # why it started again on this hypervisor: the one it was on stopped answering
 
 
 @dataclass

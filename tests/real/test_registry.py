@@ -107,3 +107,32 @@ def test_an_image_given_by_reference_is_described_by_its_registry(registry, push
     assert described["arm64"].image_id == builds["arm64"].image_id and described["arm64"].platform == "linux/arm64"
     assert described["amd64"].layers == 1 and described["amd64"].size > 0
     assert describe("127.0.0.1:1/nothing/here:1", tls_verify=False) == ({}, "")
+
+
+def test_a_loopback_only_registry_a_killed_run_left_is_replaced_when_other_machines_must_pull(tmp_path):
+    import signal
+    import sys
+
+    from harness.registry.server import RegistryError
+
+    addr = f"127.0.0.1:{free_port()}"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from pathlib import Path; from harness.registry.server import RegistryServer; "
+         f"RegistryServer(Path({str(tmp_path / 'registry')!r}), {addr!r}).start(); print('up', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert starter.stdout.readline().strip() == "up"
+    try:
+        # Its starter lives: it is another run's, and it is left alone, with a message that says so.
+        with pytest.raises(RegistryError, match="serves this machine only"):
+            RegistryServer(tmp_path / "registry", addr, listen_all=True).start()
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+    opened = RegistryServer(tmp_path / "registry", addr, listen_all=True)
+    try:
+        assert opened.start() == f"http://{addr}" and opened.process is not None
+        assert "addr: :" in (tmp_path / "registry" / "config.yml").read_text()
+        assert RegistryServer(tmp_path / "registry", addr).start() == f"http://{addr}"  # loopback users reuse it
+    finally:
+        opened.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import libvirt
@@ -82,3 +83,53 @@ def test_the_node_kept_only_its_cached_volumes_and_no_domain(run, node):
         conn.close()
     # Uploaded sparse: the node stores the root disk's data, not its apparent 6 GiB.
     assert allocation < capacity / 4
+
+
+# The node is listed first, so the host goes there; it crashes once the host's second cell has begun.
+LOSS_MATRIX = """
+version: 1
+retries: 0
+hypervisors:
+  - {{uri: "{node}", name: node, slots: 1}}
+  - {{uri: "qemu:///system", slots: 1}}
+hosts:
+  - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
+images:{image}
+scenarios: [useradd, threads, locale]
+"""
+
+
+def _crash_at_second_cell(progress: Path, directory: Path, finished: threading.Event) -> None:
+    """Crash the node (libvirtd, sshd and its guests' QEMUs killed) once the host's second cell began."""
+    while not finished.wait(0.5):
+        events = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
+        if any(e["phase"] == "scenario" and e["step"] >= 2 for e in events):
+            subprocess.run([str(NODE_SCRIPT), "crash", str(directory)], check=True)
+            return
+
+
+def test_a_host_whose_hypervisor_crashes_moves_and_its_cells_still_run(tmp_path):
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    uri = subprocess.run([str(NODE_SCRIPT), "start", str(node_dir), str(free_port())], capture_output=True, text=True, check=True).stdout.strip()
+    project_copy(tmp_path)
+    write_matrix(tmp_path, LOSS_MATRIX.format(node=uri, image=BOOKWORM_IMAGE))
+    finished = threading.Event()
+    crasher = threading.Thread(target=_crash_at_second_cell, args=(tmp_path / "reports" / "progress.jsonl", node_dir, finished))
+    crasher.start()
+    try:
+        proc, reports = run_harness(tmp_path, f"loss-{os.getpid()}")
+    finally:
+        finished.set()
+        crasher.join()
+        subprocess.run([str(NODE_SCRIPT), "crash", str(node_dir)], check=False)
+    assert proc.returncode == 0 and "3 passed" in proc.stdout
+    host = json.loads((reports / "results.json").read_text())["hosts"]["bookworm-amd64"]
+    assert host["hypervisor"] == "local" and host["health"] == "ok"
+    assert "hypervisor node stopped answering" in host["moved"]
+    assert "moved there: its first hypervisor was lost" in (reports / "matrix.html").read_text()
+    conn = libvirt.open("qemu:///system")
+    try:
+        assert not [d.name() for d in conn.listAllDomains() if f"loss-{os.getpid()}" in d.name()]
+    finally:
+        conn.close()

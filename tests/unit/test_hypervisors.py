@@ -89,6 +89,28 @@ def test_no_able_hypervisor_is_a_host_error_naming_the_pool(tmp_path):
     assert pool.place("x-host", "x86_64").hypervisor.name == "x86"  # the others still serve
 
 
+def test_a_lost_hypervisor_leaves_the_pool_of_every_worker(tmp_path):
+    nodes = {"a": FakeNode("x86_64", ("x86_64",)), "b": FakeNode("x86_64", ("x86_64",))}
+    pool, other_worker = pool_of(tmp_path, nodes, slots={"a": 1, "b": 1}), pool_of(tmp_path, nodes, slots={"a": 1, "b": 1})
+    slot = pool.place("h1", "x86_64")
+    lost = slot.hypervisor.name
+    pool.forget(lost, "host h1: guest agent gone (hypervisor a stopped answering)")
+    slot.release()
+    assert [h.name for h in other_worker.hypervisors()] == [n for n in nodes if n != lost]
+    assert other_worker.place("h2", "x86_64").hypervisor.name != lost
+    pool.forget({"a": "b", "b": "a"}[lost], "gone too")
+    with pytest.raises(HostError, match="no hypervisor of the pool can run it: .*lost during the run: gone too"):
+        pool.place("h3", "x86_64")
+
+
+def test_a_hypervisor_answers_until_its_connection_closes():
+    conn = libvirt.open("test:///default")
+    node = Hypervisor(HypervisorSpec("test:///default"), conn)
+    assert node.answers()
+    conn.close()
+    assert not node.answers()
+
+
 def test_kvm_on_a_remote_hypervisor_comes_from_its_capabilities(tmp_path):
     node = Hypervisor(HypervisorSpec("qemu+ssh://n/system"), FakeNode("x86_64", ("x86_64", "aarch64"), kvm=True))
     verdicts = node.verdicts(tmp_path)
