@@ -33,6 +33,9 @@ class StubHost(Host):
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
 
+    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        return self._ok(["stub", "needs", image_id])
+
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         return [f"stub run {delivery.image} {scenario.name}"]
 
@@ -46,5 +49,5 @@ class StubHost(Host):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    Provisioner.provision = lambda self, spec: StubHost(spec)  # type: ignore[method-assign]
+    Provisioner.provision = lambda self, spec, waiting=None: StubHost(spec)  # type: ignore[method-assign]
     MatrixSession._build = lambda self, spec, arch: ImageBuild(spec.name, arch, "0" * 64, Path("/dev/null"), f"sha256:{spec.name}", 0)  # type: ignore[method-assign]

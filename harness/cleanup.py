@@ -41,13 +41,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _lives(run_dir: Path) -> bool:
+    """Whether a process that claimed the run's directory still runs."""
+    return any(_alive(int(p.name)) for p in (run_dir / OWNERS).glob("*") if p.name.isdigit())
+
+
 def live_runs(runs_dir: Path) -> set[str]:
-    live = set()
-    for run in runs_dir.glob("*"):
-        pids = [int(p.name) for p in (run / OWNERS).glob("*") if p.name.isdigit()]
-        if any(_alive(pid) for pid in pids):
-            live.add(run.name)
-    return live
+    return {run.name for run in runs_dir.glob("*") if _lives(run)}
 
 
 @dataclass
@@ -85,7 +85,10 @@ def cleanup(conns: Iterable[libvirt.virConnect], cache_root: Path, keep: set[str
                 owner = owner_of(dom.XMLDesc())
             except libvirt.libvirtError:
                 continue  # vanished meanwhile
-            if owner is None or owner[0] in spare:
+            if owner is None or owner.run in spare:
+                continue
+            if owner.run_dir and _lives(Path(owner.run_dir)):  # a live run with another cache directory
+                spare.add(owner.run)
                 continue
             try:
                 if dom.isActive():

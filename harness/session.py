@@ -10,14 +10,14 @@ from __future__ import annotations
 import errno
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.cache import BuildCache
 from harness.cell import apply_known_issues, cell_result, clip, error_result, now, with_retries
 from harness.config.model import ARCHES, PROBE_IMAGE, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.hypervisors import HypervisorLost
-from harness.hosts.provider import Host, HostError
+from harness.hosts.provider import NOT_APPLICABLE, Host, HostError, missing_from
 from harness.hosts.provision import Provisioner
 from harness.images.build import ImageBuild, build_image, cached_image
 from harness.images.freshness import judge
@@ -81,6 +81,9 @@ class MatrixSession:
     progress: ProgressLog | None = None
     # Hosts whose hypervisor was lost under them, with why (they started again elsewhere).
     _moves: dict[str, list[str]] = field(default_factory=dict)
+    # Per host and image: the one container that listed what the image lacks of every scenario's
+    # needs, and what it lacks.
+    _lacks: dict[tuple[str, str], tuple[ExecRecord | None, set[str]]] = field(default_factory=dict)
     _started: dict[str, int] = field(default_factory=dict)
     _publications: dict[str, Publication] = field(default_factory=dict)
     # Facts of the candidate images this process built or took from the cache, for the report.
@@ -429,7 +432,8 @@ class MatrixSession:
             return cell_result(host_name, image_name, scenario_name, execution, now())
 
         try:
-            result = with_retries(attempt(), attempt, self.matrix.retries)
+            lacking = self._lacking(host, delivery, scenario, timeout)
+            result = lacking or with_retries(attempt(), attempt, self.matrix.retries)
         except HypervisorLost as exc:  # the cell runs again, on the host started elsewhere
             self._lose(host_name, exc)
             self._started[host_name] -= 1
@@ -445,6 +449,29 @@ class MatrixSession:
         result.reproduce = host.reproduce(delivery, scenario)
         self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)
+
+    def _lacking(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, timeout: float) -> CellResult | None:
+        """The not-applicable verdict of a cell whose scenario needs a command the image lacks, from
+        one container per host and image that checked every scenario's needs (instead of a container
+        per cell that only finds its needs missing: a fifth of the default matrix); None: run it."""
+        key = (host.name, delivery.image)
+        if key not in self._lacks:
+            needs = tuple(sorted({c for s in self.matrix.scenarios for c in s.needs}))
+            check = host.list_missing(delivery.image_id, replace(PROBE_SCENARIO, needs=needs), timeout) if needs else None
+            self._lacks[key] = (check, (missing_from(check) or set()) if check else set())
+        check, lacks = self._lacks[key]
+        lacking = [c for c in scenario.needs if c in lacks]
+        if check is None or not lacking:
+            return None
+        evidence = ExecRecord(
+            check.argv,
+            NOT_APPLICABLE,
+            f"{check.stdout.strip()} (one container checked the needs of every scenario in this image on this host)\n"
+            f"not applicable: the image has no {', '.join(lacking)}\n",
+            check.stderr,
+            0.0,
+        )
+        return cell_result(host.name, delivery.image, scenario.name, evidence, now())
 
     def cell_done(self, host_name: str) -> None:
         """Count a finished cell; after a host's last one, stop it to free its cores and memory."""

@@ -1,13 +1,15 @@
 """Libvirt domain XML for a host, built with ElementTree from the template in vms/domain.xml.
 
-Ownership (run id, host name) is recorded in the domain's metadata so that cleanup can find every
-domain a run started, even after the harness was killed.
+Ownership (run id, host name, the run's working directory) is recorded in the domain's metadata so
+that cleanup can find every domain a run started, even after the harness was killed, and can tell
+whether that run still lives whatever cache directory it uses.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from harness.hosts.platform import Platform
@@ -38,6 +40,7 @@ class DomainSpec:
     cmdline: str
     disks: tuple[Disk, ...]
     console_log: str
+    run_dir: str = ""  # the run's working directory on this machine, for cleanup's liveness check
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
@@ -66,6 +69,8 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
     owner = ET.SubElement(root.find("metadata"), f"{{{METADATA_NS}}}owner")
     owner.set("run", spec.run_id)
     owner.set("host", spec.host)
+    if spec.run_dir:
+        owner.set("run-dir", spec.run_dir)
     root.find("memory").text = str(spec.memory_mib)
     root.find("vcpu").text = str(spec.vcpus)
 
@@ -105,7 +110,13 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def owner_of(xml: str) -> tuple[str, str] | None:
-    """(run id, host) of a domain this harness started, or None for anybody else's domain."""
+class Owner(NamedTuple):
+    run: str
+    host: str
+    run_dir: str  # the run's working directory ("" in domains of older harnesses)
+
+
+def owner_of(xml: str) -> Owner | None:
+    """Who started a domain of this harness; None for anybody else's domain."""
     owner = ET.fromstring(xml).find(f"metadata/{{{METADATA_NS}}}owner")
-    return None if owner is None else (owner.get("run", ""), owner.get("host", ""))
+    return None if owner is None else Owner(owner.get("run", ""), owner.get("host", ""), owner.get("run-dir", ""))

@@ -21,7 +21,7 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, missing_command, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
@@ -120,6 +120,7 @@ class LibvirtHost(Host):
             cmdline=boot_cmdline(self.spec),
             disks=disks,
             console_log=self.files.console,
+            run_dir=str(self.workdir.parent),
         )
 
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
@@ -219,6 +220,14 @@ class LibvirtHost(Host):
             self.engine.exec(name, command),
             self.engine.remove(name),
         ]
+
+    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        name = f"harness-needs-{uuid.uuid4().hex[:8]}"
+        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
+        result = self.run(self.engine.run(name, image_id, mount, missing_command(scenario.needs), ScenarioOptions()), timeout)
+        if result.timed_out:
+            self.run(self.engine.remove(name), 60 * self.time_scale)
+        return result
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")

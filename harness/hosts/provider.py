@@ -27,6 +27,24 @@ _NEEDS = (
 )
 
 
+# Lists every command of its arguments the image lacks ("missing: a b"), exit 77 if any: one
+# container answers for the needs of every scenario of an image on a host.
+_MISSING = f'm=; for c; do command -v "$c" >/dev/null 2>&1 || m="$m $c"; done; [ -z "$m" ] || {{ echo "missing:$m"; exit {NOT_APPLICABLE}; }}'
+
+
+def missing_command(needs: tuple[str, ...]) -> list[str]:
+    return ["/bin/sh", "-c", _MISSING, "needs", *needs]
+
+
+def missing_from(check: ExecRecord) -> set[str] | None:
+    """The commands a missing_command run found missing; None when the check itself failed."""
+    if check.exit_code == 0:
+        return set()
+    if check.exit_code == NOT_APPLICABLE and check.stdout.startswith("missing:"):
+        return set(check.stdout.splitlines()[0].split()[1:])
+    return None
+
+
 def scenario_mount(scenario: ScenarioSpec) -> str:
     return f"{SCENARIOS_IN_CONTAINER}/{scenario.name}"
 
@@ -89,6 +107,11 @@ class Host(ABC):
     @abstractmethod
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         """Run the scenario in a new container of the image (the compatibility half of a cell)."""
+
+    @abstractmethod
+    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        """Run missing_command(scenario.needs) in one new container of the image (with the
+        scenario's directory mounted as for a scenario)."""
 
     @abstractmethod
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:

@@ -73,7 +73,10 @@ def test_cells_run_in_the_local_engine(run):
     assert len(failing["attempts"]) == 1  # retried once (retries defaults to 1), failed both times
     hung = results["cells"]["local-podman/debian-bookworm/hangs"]
     assert hung["outcome"] == "timeout" and hung["stdout"].strip() == "started"
-    assert results["cells"]["local-podman/debian-bookworm/not-for-this-image"]["outcome"] == "not-applicable"
+    skipped = results["cells"]["local-podman/debian-bookworm/not-for-this-image"]
+    assert skipped["outcome"] == "not-applicable" and skipped["message"] == "not applicable: the image has no nginx"
+    # Judged from one container per host and image that listed what the image lacks of every scenario's needs.
+    assert skipped["stdout"].startswith("missing: nginx (one container checked the needs") and skipped["duration"] == 0
     assert results["pairs"]["local-podman/debian-bookworm"]["klass"] == "unsupported-broken"  # engine hosts: only by include
     assert results["hosts"]["local-podman"]["health"] == "ok"
 

@@ -31,6 +31,7 @@ scenarios:
   - useradd
   - exits-3
   - hangs
+  - python-runtime
 """
 
 
@@ -47,7 +48,7 @@ def run(tmp_path_factory):
 def test_run_exits_with_pytest_status(run):
     proc, _ = run
     assert proc.returncode == 1, "one cell fails on purpose, so the run reports failure"
-    assert "4 failed, 2 passed" in proc.stdout
+    assert "4 failed, 3 passed, 1 skipped" in proc.stdout
 
 
 def test_results_record_real_host_and_cells(run):
@@ -74,6 +75,14 @@ def test_results_record_real_host_and_cells(run):
 
     hung = results["cells"]["bookworm-amd64/debian-bookworm/hangs"]
     assert hung["outcome"] == "timeout" and hung["exit_code"] in (124, 137)  # the guest's `timeout`, scaled for TCG
+
+    # debian-bookworm has no python3: one container per image listed what each lacks of every
+    # scenario's needs, and the cell is judged from it without a container of its own.
+    python = results["cells"]["bookworm-amd64/bookworm-python3/python-runtime"]
+    assert python["outcome"] == "pass", python
+    skipped = results["cells"]["bookworm-amd64/debian-bookworm/python-runtime"]
+    assert skipped["outcome"] == "not-applicable" and skipped["message"] == "not applicable: the image has no python3"
+    assert skipped["stdout"].startswith("missing: ") and skipped["command"][:2] == ["podman", "run"]
 
     delivery = results["deliveries"]["bookworm-amd64/debian-bookworm"]
     assert delivery["ok"] and delivery["image_id"].startswith("sha256:")
@@ -127,7 +136,7 @@ def test_reuse_boots_no_vm_when_nothing_changed(run):
     again = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), "--reuse"], capture_output=True, text=True
     )
-    assert "4 failed, 2 passed" in again.stdout
+    assert "4 failed, 3 passed, 1 skipped" in again.stdout
     assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
     cells = json.loads((reports / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())

@@ -18,6 +18,7 @@ def spec(arch: str, accel: str = "qemu", cpu: str | None = None) -> DomainSpec:
     return DomainSpec(
         name=f"harness-r1-{arch}",
         run_id="r1",
+        run_dir="/var/cache/harness/runs/r1",
         host=f"host-{arch}",
         accel=accel,
         platform=platform,
@@ -58,13 +59,13 @@ def test_kvm_uses_the_host_cpu(repo_root):
 def test_ownership_survives_a_libvirt_round_trip(repo_root):
     """libvirt's test driver keeps our metadata, so cleanup can find a run's domains."""
     xml = build_domain_xml(repo_root / "vms/domain.xml", spec("amd64"))
-    assert owner_of(xml) == ("r1", "host-amd64")
+    assert owner_of(xml) == ("r1", "host-amd64", "/var/cache/harness/runs/r1")
     root = ET.fromstring(xml)
     root.set("type", "test")
     conn = libvirt.open("test:///default")
     try:
         dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
-        assert owner_of(dom.XMLDesc()) == ("r1", "host-amd64")
+        assert owner_of(dom.XMLDesc()) == ("r1", "host-amd64", "/var/cache/harness/runs/r1")
         dom.undefine()
     finally:
         conn.close()
@@ -80,3 +81,29 @@ def test_kvm_verdict_is_remembered(tmp_path, monkeypatch):
     verdicts.mark_kvm_broken("silent for 15s")
     assert verdicts.candidates("x86_64") == ["qemu"]
     assert verdicts.kvm_broken() == "silent for 15s"
+
+
+def test_cleanup_spares_a_live_run_of_another_cache_directory(repo_root, tmp_path):
+    """Two harnesses with different HARNESS_CACHE on one libvirtd: cleanup by one leaves the
+    other's running domains alone (it reads their run's directory from the domain) and removes
+    only those of dead runs."""
+    from dataclasses import replace
+
+    from harness.cleanup import claim, cleanup
+
+    live_dir = tmp_path / "other-cache" / "runs" / "live"
+    claim(live_dir)
+    conn = libvirt.open("test:///default")
+    try:
+        for run, run_dir in (("live", live_dir), ("dead", tmp_path / "gone-cache" / "runs" / "dead")):
+            root = ET.fromstring(build_domain_xml(repo_root / "vms/domain.xml", replace(spec("amd64"), name=f"harness-{run}-h", run_id=run, run_dir=str(run_dir))))
+            root.set("type", "test")
+            conn.defineXML(ET.tostring(root, encoding="unicode"))
+        cleaned = cleanup([conn], tmp_path / "this-cache")
+        assert cleaned.domains == ["harness-dead-h"]
+        assert "harness-live-h" in [d.name() for d in conn.listAllDomains()]
+    finally:
+        for dom in conn.listAllDomains():
+            if dom.name().startswith("harness-"):
+                dom.undefine()
+        conn.close()
