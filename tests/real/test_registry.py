@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,21 +68,26 @@ def test_podman_pulls_by_reference_and_resolves_the_platform(registry, pushed, p
     subprocess.run(["podman", "rmi", "--force", reference], capture_output=True)
 
 
+def _registry_of_another_harness(root: Path, addr: str) -> subprocess.Popen:
+    """A registry (loopback only) started by another harness process, which then sleeps."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from pathlib import Path; from harness.registry.server import RegistryServer; "
+         f"RegistryServer(Path({str(root)!r}), {addr!r}).start(); print('up', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert starter.stdout.readline().strip() == "up"
+    return starter
+
+
 @pytest.mark.parametrize("other_run_lives", [False, True])
 def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_run_lives):
     import signal
-    import sys
     import time
 
     from harness.cleanup import cleanup
 
     addr = f"127.0.0.1:{free_port()}"
-    starter = subprocess.Popen(
-        [sys.executable, "-c", f"import time; from pathlib import Path; from harness.registry.server import RegistryServer; "
-         f"RegistryServer(Path({str(tmp_path / 'registry')!r}), {addr!r}).start(); print('up', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert starter.stdout.readline().strip() == "up"
+    starter = _registry_of_another_harness(tmp_path / "registry", addr)
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     assert answers(f"http://{addr}"), "the registry outlives the harness that was killed"
@@ -111,17 +118,11 @@ def test_an_image_given_by_reference_is_described_by_its_registry(registry, push
 
 def test_a_loopback_only_registry_a_killed_run_left_is_replaced_when_other_machines_must_pull(tmp_path):
     import signal
-    import sys
 
     from harness.registry.server import RegistryError
 
     addr = f"127.0.0.1:{free_port()}"
-    starter = subprocess.Popen(
-        [sys.executable, "-c", f"import time; from pathlib import Path; from harness.registry.server import RegistryServer; "
-         f"RegistryServer(Path({str(tmp_path / 'registry')!r}), {addr!r}).start(); print('up', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert starter.stdout.readline().strip() == "up"
+    starter = _registry_of_another_harness(tmp_path / "registry", addr)
     try:
         # Its starter lives: it is another run's, and it is left alone, with a message that says so.
         with pytest.raises(RegistryError, match="serves this machine only"):
