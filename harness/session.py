@@ -274,15 +274,18 @@ class MatrixSession:
         return self.matrix.delivery == "registry" and host.pulls()
 
     def publication(self, image_name: str, arch: str) -> Publication:
-        """The image built for every VM host architecture and pushed behind one index (once per run),
-        for a host of `arch`. An architecture whose build fails is left out of the index and its
+        """The image built for the architectures of the run's VM hosts and pushed behind one index
+        (once per run), for a host of `arch`. An architecture whose build fails is left out of the index and its
         hosts' cells carry that failure; the other architectures' hosts are not held back by it."""
         if image_name not in self._publications:
             url = registry_url()
             if url is None:
                 raise BuildError(f"image {image_name}: no registry to publish it to (the run could not start one)")
             arches = self.matrix.image(image_name).arches or self.matrix.vm_arches()
-            builds = {a: build for a in arches if (build := self._image_or_none(image_name, a))}
+            # Built for the architectures of the run's selected hosts only (a slice of amd64 hosts
+            # builds no arm64 image); all of them when none of those is among the image's own.
+            selected = [a for a in arches if a in self._selected_arches()] or arches
+            builds = {a: build for a in selected if (build := self._image_or_none(image_name, a))}
             if not builds:
                 raise BuildError(self._failed_images[(image_name, arch if arch in arches else arches[0])])
             try:
@@ -295,6 +298,11 @@ class MatrixSession:
         if (image_name, arch) in self._failed_images:
             raise BuildError(self._failed_images[(image_name, arch)])
         return self._publications[image_name]
+
+    def _selected_arches(self) -> set[str]:
+        """Architectures of the VM hosts of the run's selected cells (every xdist worker selects the same)."""
+        hosts = [self.matrix.host(name) for name in self.needed]
+        return {h.arch for h in hosts if h.kind == "vm"}
 
     def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
         publication = self.publication(image_name, host.arch)
