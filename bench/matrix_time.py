@@ -51,6 +51,8 @@ def main() -> int:
     for c in cells:
         by_host[c["host"]] += c["duration"]
     for name, host in sorted(results["hosts"].items()):
+        if name not in by_host:
+            continue  # outside the slice
         deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name]
         print(f"  {name}: ready in {host.get('boot_seconds')} s ({host.get('accel')}), {len(deliveries)} deliveries "
               f"{sum(d['duration'] for d in deliveries):.0f} s, cells {by_host[name]:.0f} s{'; error: ' + host['error'][:200] if host.get('error') else ''}")
