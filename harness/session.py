@@ -275,8 +275,9 @@ class MatrixSession:
 
     def publication(self, image_name: str, arch: str) -> Publication:
         """The image built for the architectures of the run's VM hosts and pushed behind one index
-        (once per run), for a host of `arch`. An architecture whose build fails is left out of the index and its
-        hosts' cells carry that failure; the other architectures' hosts are not held back by it."""
+        (once per run), for a host of `arch`. An architecture whose build fails is left out of the
+        index and its hosts' cells carry that failure; the other architectures' hosts are not held
+        back by it."""
         if image_name not in self._publications:
             url = registry_url()
             if url is None:
@@ -440,7 +441,7 @@ class MatrixSession:
             return cell_result(host_name, image_name, scenario_name, execution, now())
 
         try:
-            lacking = self._lacking(host, delivery, scenario, timeout)
+            lacking = self._lacking(host, delivery, scenario)
             result = lacking or with_retries(attempt(), attempt, self.matrix.retries)
         except HypervisorLost as exc:  # the cell runs again, on the host started elsewhere
             self._lose(host_name, exc)
@@ -458,13 +459,14 @@ class MatrixSession:
         self.results_cache.put(self._key(host_name, image_name, scenario_name), result, host.record, delivery)
         return apply_known_issues(result, self.matrix.known_issues)
 
-    def _lacking(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, timeout: float) -> CellResult | None:
+    def _lacking(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec) -> CellResult | None:
         """The not-applicable verdict of a cell whose scenario needs a command the image lacks, from
         one container per host and image that checked every scenario's needs (instead of a container
         per cell that only finds its needs missing: a fifth of the default matrix); None: run it."""
         key = (host.name, delivery.image)
         if key not in self._lacks:
             needs = tuple(sorted({c for s in self.matrix.scenarios for c in s.needs}))
+            timeout = self.matrix.host(host.name).machine.cell_timeout * host.time_scale
             check = host.list_missing(delivery.image_id, replace(PROBE_SCENARIO, needs=needs), timeout) if needs else None
             self._lacks[key] = (check, (missing_from(check) or set()) if check else set())
         check, lacks = self._lacks[key]
