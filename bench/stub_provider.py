@@ -33,7 +33,7 @@ class StubHost(Host):
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
 
-    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+    def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         return self._ok(["stub", "needs", image_id])
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:

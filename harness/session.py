@@ -467,7 +467,7 @@ class MatrixSession:
         if key not in self._lacks:
             needs = tuple(sorted({c for s in self.matrix.scenarios for c in s.needs}))
             timeout = self.matrix.host(host.name).machine.cell_timeout * host.time_scale
-            check = host.list_missing(delivery.image_id, replace(PROBE_SCENARIO, needs=needs), timeout) if needs else None
+            check = host.check_needs(delivery.image_id, replace(PROBE_SCENARIO, needs=needs), timeout) if needs else None
             self._lacks[key] = (check, (missing_from(check) or set()) if check else set())
         check, lacks = self._lacks[key]
         lacking = [c for c in scenario.needs if c in lacks]
@@ -476,7 +476,7 @@ class MatrixSession:
         evidence = ExecRecord(
             check.argv,
             NOT_APPLICABLE,
-            f"{check.stdout.strip()} (one container checked the needs of every scenario in this image on this host)\n"
+            f"missing: {' '.join(sorted(lacks))} (one container checked the needs of every scenario in this image on this host)\n"
             f"not applicable: the image has no {', '.join(lacking)}\n",
             check.stderr,
             0.0,

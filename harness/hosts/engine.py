@@ -22,7 +22,7 @@ from testcontainers.core.container import DockerContainer
 from harness.cell import clip
 from harness.config.model import HostSpec, ScenarioSpec
 from harness.engines.podman import option_flags
-from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, missing_command, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
@@ -121,15 +121,14 @@ class EngineHost(Host):
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         if scenario.mode != "service":
             return self._run(image_id, scenario, scenario_command(scenario), timeout)
-        check = needs_check(scenario)
-        if check:
-            checked = self._run(image_id, scenario, check, timeout)
+        if scenario.needs:
+            checked = self.check_needs(image_id, scenario, timeout)
             if checked.exit_code != 0:
                 return checked
         return self._run(image_id, scenario, list(scenario.init), timeout)
 
-    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        return self._run(image_id, scenario, missing_command(scenario.needs), timeout)
+    def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        return self._run(image_id, scenario, needs_check(scenario) or ["true"], timeout)
 
     def _run(self, image_id: str, scenario: ScenarioSpec, command: list[str], timeout: float) -> ExecRecord:
         """One container of the image running `command`; for a service scenario, the scenario is executed in it."""

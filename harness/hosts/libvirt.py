@@ -21,7 +21,7 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, missing_command, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
@@ -207,24 +207,29 @@ class LibvirtHost(Host):
         image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
         return pull, image_id, platform
 
+    @staticmethod
+    def _mount(scenario: ScenarioSpec) -> tuple[str, str]:
+        return f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario)
+
+    def _needs_argv(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[str]:
+        return self.engine.run(name, image_id, self._mount(scenario), needs_check(scenario) or ["true"], ScenarioOptions())
+
     def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:
         """The engine commands of a cell, in order: one `run`, or check/start/exec/remove for a service."""
-        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
+        mount = self._mount(scenario)
         command = scenario_command(scenario)
         if scenario.mode != "service":
             return [self.engine.run(name, image_id, mount, command, scenario.options)]
-        check = needs_check(scenario)
         return [
-            *([self.engine.run(f"{name}-needs", image_id, mount, check, ScenarioOptions())] if check else []),
+            *([self._needs_argv(image_id, scenario, f"{name}-needs")] if scenario.needs else []),
             self.engine.start_service(name, image_id, mount, list(scenario.init), scenario.options),
             self.engine.exec(name, command),
             self.engine.remove(name),
         ]
 
-    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+    def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-needs-{uuid.uuid4().hex[:8]}"
-        mount = (f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario))
-        result = self.run(self.engine.run(name, image_id, mount, missing_command(scenario.needs), ScenarioOptions()), timeout)
+        result = self.run(self._needs_argv(image_id, scenario, name), timeout)
         if result.timed_out:
             self.run(self.engine.remove(name), 60 * self.time_scale)
         return result

@@ -21,27 +21,21 @@ SCENARIOS_IN_CONTAINER = "/harness/scenarios"
 # Exit code that means "not applicable" (automake's and meson's SKIP): a scenario may use it too.
 NOT_APPLICABLE = 77
 # Checks a scenario's needs inside the container before running it, in whatever /bin/sh it has.
+# It names every missing command, so one check (running `true`) answers for the needs of every
+# scenario of an image on a host.
+_LACKS = "not applicable: the image has no"
 _NEEDS = (
-    'run=$1; shift; for c; do command -v "$c" >/dev/null 2>&1 || '
-    f'{{ echo "not applicable: the image has no $c"; exit {NOT_APPLICABLE}; }}; done; exec "$run"'
+    'run=$1; shift; m=; for c; do command -v "$c" >/dev/null 2>&1 || m="$m $c"; done; '
+    f'[ -z "$m" ] || {{ echo "{_LACKS}$m"; exit {NOT_APPLICABLE}; }}; exec "$run"'
 )
 
 
-# Lists every command of its arguments the image lacks ("missing: a b"), exit 77 if any: one
-# container answers for the needs of every scenario of an image on a host.
-_MISSING = f'm=; for c; do command -v "$c" >/dev/null 2>&1 || m="$m $c"; done; [ -z "$m" ] || {{ echo "missing:$m"; exit {NOT_APPLICABLE}; }}'
-
-
-def missing_command(needs: tuple[str, ...]) -> list[str]:
-    return ["/bin/sh", "-c", _MISSING, "needs", *needs]
-
-
 def missing_from(check: ExecRecord) -> set[str] | None:
-    """The commands a missing_command run found missing; None when the check itself failed."""
+    """The commands a needs check found missing; None when the check itself failed."""
     if check.exit_code == 0:
         return set()
-    if check.exit_code == NOT_APPLICABLE and check.stdout.startswith("missing:"):
-        return set(check.stdout.splitlines()[0].split()[1:])
+    if check.exit_code == NOT_APPLICABLE and check.stdout.startswith(_LACKS):
+        return set(check.stdout.splitlines()[0][len(_LACKS):].split())
     return None
 
 
@@ -109,9 +103,8 @@ class Host(ABC):
         """Run the scenario in a new container of the image (the compatibility half of a cell)."""
 
     @abstractmethod
-    def list_missing(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
-        """Run missing_command(scenario.needs) in one new container of the image (with the
-        scenario's directory mounted as for a scenario)."""
+    def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        """Run the scenario's needs check alone (needs_check) in a new container of the image."""
 
     @abstractmethod
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:

@@ -72,3 +72,23 @@ def test_known_issue_and_fixed():
     assert passing.outcome == "fixed?"
     other = apply_known_issues(CellResult("x", "i", "s", "fail", 1), known)
     assert other.outcome == "fail" and other.bug == ""
+
+
+def test_the_needs_check_names_every_missing_command_in_a_real_shell():
+    """The check a container runs (here in this machine's /bin/sh), and what the session reads from it."""
+    import subprocess
+    from pathlib import Path
+
+    from harness.config.model import ScenarioSpec
+    from harness.hosts.provider import missing_from, needs_check
+
+    def check(*needs: str) -> ExecRecord:
+        argv = needs_check(ScenarioSpec("s", Path("s"), Path("s/run"), "p", None, needs=needs))
+        done = subprocess.run(argv, capture_output=True, text=True)
+        return ExecRecord(argv, done.returncode, done.stdout, done.stderr, 0.0)
+
+    assert missing_from(check("sh", "cat")) == set()
+    lacking = check("sh", "no-such-command-1", "no-such-command-2")
+    assert judge(lacking) == ("not-applicable", "not applicable: the image has no no-such-command-1 no-such-command-2")
+    assert missing_from(lacking) == {"no-such-command-1", "no-such-command-2"}
+    assert missing_from(ExecRecord(["podman"], 125, "", "no such image", 0.0)) is None  # the check itself failed
