@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
-
-import time
 
 from harness.daemon import DaemonError, start_daemon, stop_daemon, stop_orphaned_daemon
 
