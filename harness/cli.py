@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.config.load import MatrixError, load_matrix
-from harness.config.model import HypervisorSpec
-from harness.setup.doctor import problems as environment_problems
+from harness.config.model import Matrix
 
 
 def _validate(matrix: str) -> int:
@@ -29,8 +28,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     except MatrixError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    pool = [HypervisorSpec(uri) for uri in args.hypervisor] if args.hypervisor else list(matrix.hypervisors)
-    missing = environment_problems(arches={h.arch for h in matrix.hosts if h.kind == "vm"}, uris=[h.uri for h in pool])
+    missing = _doctor(matrix, args.hypervisor)
     if missing:
         print("harness: this machine cannot run the matrix yet:", file=sys.stderr)
         for line in missing:
@@ -39,7 +37,7 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
     try:
-        workers = _workers(args.workers, matrix, pool)
+        workers = _workers(args.workers, matrix, args.hypervisor)
     except ValueError:
         print(f"harness: --workers takes a number or auto, not {args.workers!r}", file=sys.stderr)
         return 2
@@ -61,16 +59,22 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         *(["--harness-debug", "--tb=long"] if args.debug else ["--tb=short"]),
         *(["--progress=quiet", "-q"] if args.quiet else []),
         *(["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []),
+        # Live progress is printed while pytest captures fd 1 around each cell: give it the terminal.
+        f"--progress-fd={os.dup(1)}",
         *pytest_args,
     ]
-    from harness.pytest_plugin import PROGRESS_FD_ENV
-
-    # Live progress is printed while pytest captures fd 1 around each cell: give it the terminal.
-    os.environ[PROGRESS_FD_ENV] = str(os.dup(1))
     return int(pytest.main(argv))
 
 
-def _workers(requested: str, matrix, pool: list) -> int:
+def _doctor(matrix: Matrix, hypervisors: list[str] | None) -> list[str]:
+    """What this machine lacks for the matrix's hosts, each kind's driver asked about its own."""
+    from harness.hosts.kinds import DRIVERS
+
+    pool = matrix.pool(hypervisors)
+    return [line for kind, driver in DRIVERS.items() for line in driver.doctor([h for h in matrix.hosts if h.kind == kind], pool)]
+
+
+def _workers(requested: str, matrix: Matrix, hypervisors: list[str] | None) -> int:
     """Workers for a run: each runs one host at a time, so no more than hosts, or the pool's
     slots (each hypervisor's: as many guests as its cores and memory allow)."""
     if requested != "auto":
@@ -78,7 +82,7 @@ def _workers(requested: str, matrix, pool: list) -> int:
     from harness.hosts.hypervisors import HypervisorPool
     from harness.hosts.libvirt import connect
 
-    hypervisors = HypervisorPool.for_matrix(matrix, tuple(pool), Path("/nonexistent"), connect)
+    hypervisors = HypervisorPool.for_matrix(matrix, matrix.pool(hypervisors), Path("/nonexistent"), connect)
     try:
         slots = hypervisors.total_slots()
     finally:
@@ -90,7 +94,11 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.render import render_report
     from harness.results import store
 
-    results = store.load(Path(args.results))
+    try:
+        results = store.load(Path(args.results))
+    except store.ResultsError as exc:
+        print(f"harness report: {exc}", file=sys.stderr)
+        return 2
     out = render_report(results, Path(args.results).parent)
     print(out)
     return 0
@@ -108,7 +116,7 @@ def _hosts(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     cache = BuildCache(default_root(), "hosts")
-    vm_hosts = [h for h in matrix.hosts if h.kind == "vm"]
+    vm_hosts = matrix.vm_hosts()
     used = {digest_of(host_recipe(h, matrix.vms_dir)): h.name for h in vm_hosts}
     if args.action == "list":
         for digest, recipe, size in cache.entries():
@@ -148,12 +156,10 @@ def _cleanup(args: argparse.Namespace) -> int:
     from harness.hosts.libvirt import connect
     from harness.hosts.provider import HostError
 
-    uris = args.hypervisor
-    if not uris:  # the matrix's hypervisors, where one is at hand
-        try:
-            uris = [h.uri for h in load_matrix(args.matrix).hypervisors]
-        except MatrixError:
-            uris = ["qemu:///system"]
+    try:  # the matrix's hypervisors, where one is at hand
+        uris = [h.uri for h in load_matrix(args.matrix).pool(args.hypervisor)]
+    except MatrixError:
+        uris = args.hypervisor or ["qemu:///system"]
     conns = []
     for uri in uris:
         try:
@@ -173,7 +179,7 @@ def _diff(args: argparse.Namespace) -> int:
 
     try:
         old, new = store.load(Path(args.old)), store.load(Path(args.new))
-    except (OSError, ValueError) as exc:
+    except store.ResultsError as exc:
         print(f"harness diff: {exc}", file=sys.stderr)
         return 2
     found = changes(old, new)
@@ -222,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
     p_report.add_argument("results", nargs="?", default="reports/results.json")
 
-    sub.add_parser("doctor", help="say what this machine lacks to run hosts")
+    p_doctor = sub.add_parser("doctor", help="say what this machine lacks to run a matrix's hosts")
+    p_doctor.add_argument("matrix", nargs="?", default="matrix.yaml")
+    p_doctor.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI of a hypervisor to check (repeatable; default: the matrix's)")
 
     p_hosts = sub.add_parser("hosts", help="the build cache of host disks: list, build, prune")
     p_hosts.add_argument("action", choices=["list", "build", "prune"])
@@ -259,7 +267,19 @@ def main(argv: list[str] | None = None) -> int:
         return _cleanup(args)
     if args.command == "hosts":
         return _hosts(args)
-    missing = environment_problems(arches={"amd64", "arm64"}, uris=["qemu:///system"])
+    return _doctor_command(args)
+
+
+def _doctor_command(args: argparse.Namespace) -> int:
+    """What this machine lacks for the matrix's hosts, on the pool a run of it would use."""
+    try:
+        matrix = load_matrix(args.matrix)
+    except MatrixError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    missing = _doctor(matrix, args.hypervisor)
+    if not missing:
+        print(f"{args.matrix}: this machine can run its hosts")
     for line in missing:
         print(line)
     return 1 if missing else 0

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -21,29 +22,37 @@ import pytest
 
 from harness import __version__
 from harness.cache import default_root
-from harness.cleanup import claim, cleanup, live_runs
+from harness.cells.verdict import error_result
+from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
-from harness.hosts.libvirt import connect
-from harness.hosts.provider import HostError
 from harness.config.model import HypervisorSpec, Matrix
-from harness.hosts.hypervisors import needs_open_registry
+from harness.context import RunContext
+from harness.hosts.fleet import planned_record
+from harness.hosts.hypervisors import HypervisorLost, needs_open_registry
+from harness.hosts.libvirt import connect
+from harness.hosts.provider import Host, HostError
+from harness.progress import ProgressLog, ProgressPrinter
+from harness.registry.server import RegistryError, RegistryServer
 from harness.report.render import render_report
 from harness.results import store
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, now
+from harness.runs import claim, live_runs
+from harness.session import Parts, RunSession
+from harness.supply import SupplyError, delivery_problem
 from harness.supportability import classify
-from harness.progress import ProgressLog, ProgressPrinter
-from harness.registry.publish import REGISTRY_ENV
-from harness.registry.server import RegistryError, RegistryServer
-from harness.session import CellError, MatrixSession
 
 CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
 IMAGE_PROPERTY = "harness_image"
-SESSION_KEY = pytest.StashKey[MatrixSession]()
+SESSION_KEY = pytest.StashKey[RunSession]()
 MATRIX_KEY = pytest.StashKey[Matrix]()
+# The run's registry, started by the controller and handed to xdist workers in their workerinput.
+REGISTRY_KEY = pytest.StashKey[str]()
+REGISTRY_INPUT = "harness_registry"
+# What hosts and images are made with (session.Parts); a plugin may set it in pytest_configure.
+PARTS_KEY = pytest.StashKey[Parts]()
 PROGRESS_FILE = "progress.jsonl"
-PROGRESS_FD_ENV = "HARNESS_PROGRESS_FD"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,7 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--hypervisor",
         action="append",
-        default=os.environ["HARNESS_HYPERVISOR"].split() if os.environ.get("HARNESS_HYPERVISOR") else None,
+        default=None,
         help="libvirt URI of a hypervisor to place VM hosts on (repeatable; default: the matrix's hypervisors, else qemu:///system)",
     )
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
@@ -66,6 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="live: a line per host phase (building, booting, loading, scenario k of n) with an ETA; quiet: none, for CI logs",
     )
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
+    group.addoption("--progress-fd", type=int, default=None, help="write live progress lines to this file descriptor (`harness run` gives it the terminal, which pytest captures)")
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -106,7 +116,7 @@ class MatrixFile(pytest.File):
         self.config.stash[MATRIX_KEY] = matrix
         for host in matrix.hosts:
             collector = HostCollector.from_parent(self, name=host.name)
-            collector.extra_keyword_matches.update({host.arch, host.release, host.engine, host.kind} - {""})
+            collector.extra_keyword_matches.update({host.arch, host.release, host.engine, str(host.kind)} - {""})
             yield collector
 
     def repr_failure(self, excinfo, style=None):
@@ -133,51 +143,94 @@ class CellFailed(Exception):
 
 
 class CellItem(pytest.Item):
-    """One host x image x scenario cell. Setup boots the host and loads the image (a failure there
-    is a pytest *error*); the call runs the scenario. Not applicable is a skip, a known issue an xfail."""
+    """One host x image x scenario cell. Setup asks the fleet for the host and the supply for the
+    image, once (a failure there is a pytest *error*); the call hands both to the cell runner. Not
+    applicable is a skip, a known issue an xfail."""
 
     cell: tuple[str, str, str]
+    result: CellResult | None = None
+    host: Host | None = None
+    delivery: DeliveryRecord | None = None
 
     @property
     def matrix(self) -> Matrix:
         return self.config.stash[MATRIX_KEY]
 
-    def _record(self, session: MatrixSession, result: CellResult) -> None:
+    def _record(self, session: RunSession, result: CellResult) -> None:
         host, image, _ = self.cell
+        host_record, delivery = session.records(host, image)
         self.user_properties.append((CELL_PROPERTY, json.dumps(asdict(result))))
-        self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(session.host_record(host)))))
-        if (host, image) in session.deliveries:
-            self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(session.deliveries[(host, image)]))))
-        if image in session.image_records:
-            self.user_properties.append((IMAGE_PROPERTY, json.dumps(asdict(session.image_records[image]))))
+        self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(host_record))))
+        if delivery is not None:
+            self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(delivery))))
+        if image in session.supply.records:
+            self.user_properties.append((IMAGE_PROPERTY, json.dumps(asdict(session.supply.records[image]))))
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
-        if session.reused(*self.cell) is not None:
-            return
-        try:
-            session.prepare(*self.cell)
-        except CellError as exc:
-            self._record(session, exc.result)
-            raise CellFailed(exc.result) from None
+        self.settings = session.settings(*self.cell)
+        self.result = session.reused(*self.cell, self.settings)
+        if self.result is None:
+            self._prepare(session)
+
+    def _prepare(self, session: RunSession) -> None:
+        """The host up and the image in its engine, or the cell's error (the host's or the supply's)."""
+        host_name, image, scenario = self.cell
+        started_at, start = now(), time.monotonic()
+        while True:
+            try:
+                self.host = session.fleet.host(host_name)
+                self.delivery = session.supply.deliver(self.host, image)
+                problem = "" if self.delivery.ok else delivery_problem(self.delivery, host_name)
+                break
+            except HypervisorLost as exc:  # while delivering: the host starts again elsewhere
+                session.fleet.lose(host_name, exc)
+            except HostError as exc:
+                session.fleet.fail(host_name, str(exc))
+                problem = str(exc)
+                break
+            except SupplyError as exc:
+                problem = str(exc)
+                break
+        if problem:
+            self.result = error_result(host_name, image, scenario, problem, started_at, time.monotonic() - start)
+            self._record(session, self.result)
+            raise CellFailed(self.result)
 
     def runtest(self) -> None:
         session = _session(self.config, self.matrix)
-        try:
-            result = session.run_cell(*self.cell)
-        except CellError as exc:
-            result = exc.result
+        if self.result is None:
+            self.result = self._run(session)
+        result = self.result
         self._record(session, result)
-        if result.outcome == "not-applicable":
+        if result.outcome == Outcome.NOT_APPLICABLE:
             pytest.skip(result.message)
-        if result.outcome == "known-issue":
+        if result.outcome == Outcome.KNOWN_ISSUE:
             pytest.xfail(result.message)
-        if result.outcome not in ("pass", "flaky"):
+        if not result.outcome.passed:
             raise CellFailed(result)
+
+    def _run(self, session: RunSession) -> CellResult:
+        host_name, image, scenario_name = self.cell
+        scenario = self.matrix.scenario(scenario_name)
+        started_at, start = now(), time.monotonic()
+        while True:
+            step, steps = session.fleet.cell_started(host_name)
+            session.run.phase(host_name, "scenario", f"{image}/{scenario_name}", step, steps)
+            try:
+                return session.runner.run(self.host, self.delivery, scenario, self.settings)
+            except HypervisorLost as exc:  # the cell runs again, on the host started elsewhere
+                session.fleet.lose(host_name, exc)
+                session.fleet.cell_rerun(host_name)
+                self._prepare(session)
+            except HostError as exc:
+                # The host died under the cell (a guest panic, qemu killed, libvirtd gone).
+                session.fleet.fail(host_name, str(exc))
+                return error_result(host_name, image, scenario_name, str(exc), started_at, time.monotonic() - start)
 
     def teardown(self) -> None:
         if SESSION_KEY in self.config.stash:
-            self.config.stash[SESSION_KEY].cell_done(self.cell[0])
+            self.config.stash[SESSION_KEY].fleet.cell_done(self.cell[0])
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CellFailed):
@@ -205,16 +258,29 @@ def _cache_root(config: pytest.Config) -> Path:
 
 
 def _pool(config: pytest.Config, matrix: Matrix) -> tuple[HypervisorSpec, ...]:
-    """The hypervisors of this run: --hypervisor's, else the matrix's."""
-    return tuple(HypervisorSpec(uri) for uri in config.option.hypervisor) if config.option.hypervisor else matrix.hypervisors
+    return matrix.pool(config.option.hypervisor)
 
 
-def _session(config: pytest.Config, matrix: Matrix) -> MatrixSession:
+def _registry(config: pytest.Config) -> str | None:
+    """The run's registry: the controller's own, or what it handed this xdist worker."""
+    if hasattr(config, "workerinput"):
+        return config.workerinput.get(REGISTRY_INPUT)
+    return config.stash.get(REGISTRY_KEY, None)
+
+
+def _session(config: pytest.Config, matrix: Matrix) -> RunSession:
     if SESSION_KEY not in config.stash:
         signal.signal(signal.SIGTERM, _interrupt)  # only once cells run: hosts need tearing down
         reports = Path(config.option.reports).resolve()
-        session = MatrixSession(matrix, config.option.run_id, reports, _cache_root(config), _pool(config, matrix), reuse=config.option.reuse)
-        session.progress = ProgressLog(reports / PROGRESS_FILE)
+        run = RunContext(
+            run_id=config.option.run_id,
+            cache_root=_cache_root(config),
+            reports=reports,
+            hypervisors=_pool(config, matrix),
+            registry=_registry(config),
+            progress=ProgressLog(reports / PROGRESS_FILE),
+        )
+        session = RunSession(matrix, run, reuse=config.option.reuse, parts=config.stash.get(PARTS_KEY, Parts()))
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
@@ -228,7 +294,7 @@ def _finished_cells(config: pytest.Config) -> dict[str, CellResult]:
     path = Path(config.option.reports) / "results.json"
     if not config.option.resume or not path.exists():
         return {}
-    return {k: c for k, c in store.load(path).cells.items() if c.outcome != "error"}
+    return {k: c for k, c in store.load(path).cells.items() if c.outcome != Outcome.ERROR}
 
 
 @pytest.hookimpl(trylast=True)
@@ -260,7 +326,9 @@ class ResultsRecorder:
     def _save(self) -> None:
         store.save(self.results, self.reports / "results.json")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
+        # Before xdist's (trylast), which starts the workers: they need the registry's address.
         # Under pytest-xdist the controller collects nothing, so it reads the matrix itself.
         paths = [Path(a.split("::")[0]) for a in self.config.args]
         matrices = [p for p in paths if _is_matrix(p) and p.is_file()]
@@ -282,7 +350,7 @@ class ResultsRecorder:
             },
         )
         for host in self.matrix.hosts:
-            self.results.hosts[host.name] = HostRecord(host.name, host.release, host.arch, host.engine, host.runtime, kind=host.kind, settings=host.settings())
+            self.results.hosts[host.name] = planned_record(host)
         previous = self.reports / "results.json"
         if self.config.option.resume and previous.exists():
             old = store.load(previous)
@@ -297,15 +365,20 @@ class ResultsRecorder:
         self._start_registry()
         self._start_progress()
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """Each xdist worker learns where the run's registry is (started before any worker)."""
+        if REGISTRY_KEY in self.config.stash:
+            node.workerinput[REGISTRY_INPUT] = self.config.stash[REGISTRY_KEY]
+
     def _start_registry(self) -> None:
         """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
-        if self.matrix.delivery != "registry" or not any(h.kind == "vm" for h in self.matrix.hosts):
+        if self.matrix.delivery != "registry" or not self.matrix.vm_hosts():
             return
         self.registry = RegistryServer(_cache_root(self.config) / "registry", listen_all=needs_open_registry(_pool(self.config, self.matrix)))
         try:
-            os.environ[REGISTRY_ENV] = self.registry.start()
+            self.config.stash[REGISTRY_KEY] = self.registry.start()
         except RegistryError as exc:
-            os.environ.pop(REGISTRY_ENV, None)
             self.registry = None
             terminal = self.config.pluginmanager.get_plugin("terminalreporter")
             if terminal is not None:
@@ -314,7 +387,7 @@ class ResultsRecorder:
     def _clean_leftovers(self) -> None:
         """What earlier runs left behind (a killed harness): destroyed and removed now, and said so."""
         conns = []
-        if any(h.kind == "vm" for h in self.matrix.hosts):
+        if self.matrix.vm_hosts():
             for hypervisor in _pool(self.config, self.matrix):
                 try:
                     conns.append(connect(hypervisor.uri))
@@ -352,10 +425,10 @@ class ResultsRecorder:
                 self.results.cells[cell.key] = cell
                 recorded = True
             elif name == HOST_PROPERTY:
-                host = HostRecord(**json.loads(value))
+                host = HostRecord.from_json(json.loads(value))
                 self.results.hosts[host.name] = host
             elif name == DELIVERY_PROPERTY:
-                delivery = DeliveryRecord(**json.loads(value))
+                delivery = DeliveryRecord.from_json(json.loads(value))
                 self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
             elif name == IMAGE_PROPERTY:
                 self._merge_image(ImageRecord.from_json(json.loads(value)))
@@ -378,9 +451,9 @@ class ResultsRecorder:
         if self.config.option.progress != "live" or terminal is None:
             return
         write = lambda line: terminal.write_line(line, cyan=True)  # noqa: E731
-        if fd := os.environ.get(PROGRESS_FD_ENV):
+        if (fd := self.config.option.progress_fd) is not None:
             # pytest captures fd 1 while a cell runs, so `harness run` keeps the real terminal for us.
-            stream = os.fdopen(int(fd), "w", buffering=1, closefd=False)
+            stream = os.fdopen(fd, "w", buffering=1, closefd=False)
             write = lambda line: stream.write(line + "\n")  # noqa: E731
         self.printer = ProgressPrinter(self.reports / PROGRESS_FILE, write)
         self.printer.start()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from harness.config.model import Policy
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, PairResult
-
-# A scenario outcome that counts against the image; the others say it works (or could not be told).
-BROKEN = ("fail", "timeout")
-ERROR = ("error",)
+from harness.config.model import HostKind, Policy
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, PairClass, PairResult
 
 
 def is_supported(policy: Policy, host: HostRecord, image: ImageRecord) -> tuple[bool, str]:
@@ -18,7 +14,7 @@ def is_supported(policy: Policy, host: HostRecord, image: ImageRecord) -> tuple[
     for pattern in policy.include:
         if pattern.matches(host.name, image.name):
             return True, f"included by policy ({pattern.host} x {pattern.image})"
-    if host.kind == "engine":
+    if host.kind == HostKind.ENGINE:
         return False, "engine hosts are supported only where the policy includes them"
     if host.arch not in policy.architectures:
         return False, f"architecture {host.arch} is not supported"
@@ -36,10 +32,9 @@ def pair_status(cells: list[CellResult], delivery: DeliveryRecord | None) -> str
         return "not-portable"
     if not cells:
         return "pending"
-    outcomes = {c.outcome for c in cells}
-    if outcomes & set(BROKEN):
+    if any(c.outcome.broken for c in cells):  # the outcomes that count against the image
         return "broken"
-    if outcomes & set(ERROR):
+    if any(c.outcome == Outcome.ERROR for c in cells):
         return "error"
     return "works"
 
@@ -48,9 +43,9 @@ def classify(policy: Policy, host: HostRecord, image: ImageRecord, cells: list[C
     supported, reason = is_supported(policy, host, image)
     status = pair_status(cells, delivery)
     if status in ("not-portable", "error", "pending"):
-        klass = status
+        klass = PairClass(status)
     elif supported:
-        klass = "supported-pass" if status == "works" else "supported-fail"
+        klass = PairClass.SUPPORTED_PASS if status == "works" else PairClass.SUPPORTED_FAIL
     else:
-        klass = "unsupported-works" if status == "works" else "unsupported-broken"
+        klass = PairClass.UNSUPPORTED_WORKS if status == "works" else PairClass.UNSUPPORTED_BROKEN
     return PairResult(host.name, image.name, supported, reason, status, klass)

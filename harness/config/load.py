@@ -11,10 +11,10 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from harness.config.kinds import parse_host, with_host_kinds
 from harness.config.model import (
     DEFAULT_MIRROR,
     CellPattern,
-    HostSpec,
     HypervisorSpec,
     LOCAL_HYPERVISOR,
     ImageSpec,
@@ -36,7 +36,9 @@ class MatrixError(Exception):
 
 
 def schema(name: str = "schema.json") -> dict:
-    return json.loads(resources.files("harness.config").joinpath(name).read_text())
+    """A schema of the config package; the matrix's with every host kind's part in it."""
+    loaded = json.loads(resources.files("harness.config").joinpath(name).read_text())
+    return with_host_kinds(loaded) if name == "schema.json" else loaded
 
 
 def _format_path(path: Iterable[Any]) -> str:
@@ -196,35 +198,6 @@ def _policy(data: dict) -> Policy:
     )
 
 
-def _host(h: dict, defaults: Machine) -> HostSpec:
-    machine = defaults.merged(h.get("machine", {}))
-    if h.get("kind") == "engine":
-        return HostSpec(
-            name=h["name"],
-            machine=machine,
-            kind="engine",
-            arch=h.get("arch", ""),
-            runtime=h.get("runtime", ""),
-            endpoint=h.get("endpoint"),
-            local=h.get("local", False),
-            ulimits=dict(h.get("ulimits", {})),
-        )
-    return HostSpec(
-        name=h["name"],
-        machine=machine,
-        release=h["release"],
-        arch=h["arch"],
-        engine=h["engine"],
-        runtime=h.get("runtime", "crun" if h["engine"] == "podman" else "runc"),
-        kernel=h.get("kernel", ""),
-        cgroup=h.get("cgroup", "v2"),
-        lsm=h.get("lsm", "apparmor"),
-        cpu=h.get("cpu"),
-        kernel_cmdline=h.get("kernel_cmdline", ""),
-        extra_packages=tuple(h.get("extra_packages", ())),
-    )
-
-
 def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], list[str]]:
     """The candidate images; a layered one takes its base's release, command and architectures."""
     by_name = {i["name"]: i for i in entries}
@@ -262,7 +235,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     base = path.parent
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
     defaults = Machine().merged(data.get("defaults", {}))
-    hosts = tuple(_host(h, defaults) for h in data["hosts"])
+    hosts = tuple(parse_host(h, defaults) for h in data["hosts"])
     images, image_problems = _images(data["images"], loc)
     problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()

@@ -3,19 +3,66 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
-# Debian architecture -> (QEMU/libvirt arch, OCI platform architecture)
-ARCHES: dict[str, tuple[str, str]] = {
-    "amd64": ("x86_64", "amd64"),
-    "arm64": ("aarch64", "arm64"),
-    "ppc64el": ("ppc64le", "ppc64le"),
-    "s390x": ("s390x", "s390x"),
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture under its three names: Debian's (the matrix's), QEMU's and libvirt's, OCI's."""
+
+    debian: str
+    qemu: str
+    oci: str
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.oci}"
+
+
+# The one architecture table: every other name of an architecture is looked up here.
+ARCHES: dict[str, Arch] = {
+    a.debian: a
+    for a in (
+        Arch("amd64", "x86_64", "amd64"),
+        Arch("arm64", "aarch64", "arm64"),
+        Arch("ppc64el", "ppc64le", "ppc64le"),
+        Arch("s390x", "s390x", "s390x"),
+    )
 }
+
+
+def debian_arch(name: str) -> str:
+    """The Debian name of an architecture given by any of its names (an engine says x86_64 or
+    amd64, uname says ppc64le); an unknown name is returned as it is."""
+    return next((a.debian for a in ARCHES.values() if name in (a.debian, a.qemu, a.oci)), name)
+
+
+class HostKind(StrEnum):
+    """What a host is: a VM the harness builds from a release, or an engine that already runs."""
+
+    VM = "vm"
+    ENGINE = "engine"
+
+    @property
+    def label(self) -> str:
+        return {HostKind.VM: "VM", HostKind.ENGINE: "engine host"}[self]
+
+
+class DeliveryMethod(StrEnum):
+    """How an image reached a host's engine."""
+
+    PULL = "pull"  # by reference, from a registry
+    LOAD = "load"  # from an archive
+
+    @property
+    def label(self) -> str:
+        return {DeliveryMethod.PULL: "pulled", DeliveryMethod.LOAD: "loaded"}[self]
 
 
 @dataclass(frozen=True)
@@ -34,42 +81,28 @@ class Machine:
 
 @dataclass(frozen=True)
 class HostSpec:
-    """A host of the matrix: a VM built from a release (kind "vm"), or an existing engine ("engine")."""
+    """What every kind of host of the matrix has; each kind's own settings are in its subclass
+    (harness/config/kinds/), and what the harness does with it in its driver (harness/hosts/kinds/)."""
 
+    kind: ClassVar[HostKind]
     name: str
     machine: Machine
-    kind: str = "vm"
     release: str = ""
-    arch: str = ""  # for an engine host, empty until read from the engine
+    arch: str = ""  # Debian's name; for an engine host, empty until read from the engine
     engine: str = ""
     runtime: str = ""
-    kernel: str = ""  # the release whose kernel a VM host boots; its own release when empty
-    cgroup: str = "v2"
-    lsm: str = "apparmor"
-    cpu: str | None = None
-    kernel_cmdline: str = ""
-    extra_packages: tuple[str, ...] = ()
-    endpoint: str | None = None
-    local: bool = False
-    ulimits: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def kernel_release(self) -> str:
-        return self.kernel or self.release
 
     def settings(self) -> dict[str, str]:
-        """A VM host's settings as the report shows them (an engine host has none of its own)."""
-        if self.kind != "vm":
-            return {}
-        return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {})}
+        """The host's own settings as the report shows them."""
+        return {}
 
     @property
     def qemu_arch(self) -> str:
-        return ARCHES[self.arch][0]
+        return ARCHES[self.arch].qemu
 
     @property
     def oci_arch(self) -> str:
-        return ARCHES[self.arch][1]
+        return ARCHES[self.arch].oci
 
 
 @dataclass(frozen=True)
@@ -188,12 +221,20 @@ class Matrix:
     policy: Policy = field(default_factory=Policy)
     known_issues: tuple[KnownIssue, ...] = ()
     retries: int = 1
-    delivery: str = "registry"  # or "archive"
+    delivery: str = "registry"  # or "archive": how images reach VM hosts
     hypervisors: tuple[HypervisorSpec, ...] = (LOCAL_HYPERVISOR,)
 
     def vm_arches(self) -> list[str]:
         """The architectures of the VM hosts: what every image is built and published for."""
-        return sorted({h.arch for h in self.hosts if h.kind == "vm"})
+        return sorted({h.arch for h in self.vm_hosts()})
+
+    def vm_hosts(self) -> list[HostSpec]:
+        return [h for h in self.hosts if h.kind == HostKind.VM]
+
+    def pool(self, uris: list[str] | tuple[str, ...] | None = None) -> tuple[HypervisorSpec, ...]:
+        """The hypervisors a run uses: those given on the command line (--hypervisor), else the
+        matrix's. The one place the pool is worked out, for the run, `--workers auto` and doctor."""
+        return tuple(HypervisorSpec(uri) for uri in uris) if uris else self.hypervisors
 
     def host(self, name: str) -> HostSpec:
         return next(h for h in self.hosts if h.name == name)

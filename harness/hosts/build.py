@@ -17,7 +17,7 @@ import yaml
 
 from harness import __version__
 from harness.cache import BuildCache, digest_of
-from harness.config.model import HostSpec
+from harness.config.kinds.vm import VmHostSpec
 from harness.images.archive import Suite, require_architecture
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
 from harness.registry.publish import GUEST_GATEWAY
@@ -48,7 +48,7 @@ class HostBuild:
         return self.directory / "root.img"
 
 
-def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
+def host_recipe(spec: VmHostSpec, vms_dir: Path) -> dict:
     """Everything that determines a host's disk; its digest names the cache entry."""
     recipes = yaml.safe_load((vms_dir / "recipes.yaml").read_text())
     own_kernel = spec.kernel_release == spec.release
@@ -74,14 +74,14 @@ def host_recipe(spec: HostSpec, vms_dir: Path) -> dict:
     }
 
 
-def _engine_config_digest(spec: HostSpec, vms_dir: Path) -> dict[str, str]:
+def _engine_config_digest(spec: VmHostSpec, vms_dir: Path) -> dict[str, str]:
     """The engine configuration's part of the recipe, keyed by its file's name."""
     if spec.engine == "podman":  # the template, whose runtime is already in the recipe
         return {"containers.conf": digest_of({"text": (vms_dir / "guest" / "containers.conf").read_text()})}
     return {"daemon.json": digest_of({"text": engine_config(spec, vms_dir)[1]})}
 
 
-def engine_config(spec: HostSpec, vms_dir: Path) -> tuple[str, str]:
+def engine_config(spec: VmHostSpec, vms_dir: Path) -> tuple[str, str]:
     """(path in the guest, text) of the engine's configuration: podman's containers.conf, or
     dockerd's daemon.json (as shipped, but for pulling from the harness's plain-HTTP registry;
     runc is dockerd's default runtime, anything else is registered)."""
@@ -93,7 +93,7 @@ def engine_config(spec: HostSpec, vms_dir: Path) -> tuple[str, str]:
     return "etc/docker/daemon.json", json.dumps(daemon, indent=1) + "\n"
 
 
-def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
+def _install_guest_files(spec: VmHostSpec, vms_dir: Path, rootfs: Path) -> None:
     path, text = engine_config(spec, vms_dir)
     (rootfs / path).parent.mkdir(parents=True, exist_ok=True)
     (rootfs / path).write_text(text)
@@ -101,7 +101,7 @@ def _install_guest_files(spec: HostSpec, vms_dir: Path, rootfs: Path) -> None:
     (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
 
 
-def _install_foreign_kernel(spec: HostSpec, package: str, rootfs: Path, tree: Path, mirror: str, log: Path) -> None:
+def _install_foreign_kernel(spec: VmHostSpec, package: str, rootfs: Path, tree: Path, mirror: str, log: Path) -> None:
     """Put another release's kernel (image and modules) into the host's tree: user space and a
     kernel that were never built together. The module index is made by the host's own depmod."""
     run_logged(mmdebstrap_argv(spec.kernel_release, spec.arch, [package], tree, mirror, variant="extract"), log, f"host {spec.name} (kernel)")
@@ -116,7 +116,7 @@ def _install_foreign_kernel(spec: HostSpec, package: str, rootfs: Path, tree: Pa
     shutil.rmtree(tree)
 
 
-def _label_for_selinux(spec: HostSpec, rootfs: Path, log: Path) -> None:
+def _label_for_selinux(spec: VmHostSpec, rootfs: Path, log: Path) -> None:
     """Enforcing with the release's default policy, and every file labelled as that policy says.
 
     The release's own matchpathcon computes each file's label (setfiles cannot run here: it checks
@@ -149,7 +149,7 @@ def _tree_size_mib(path: Path) -> int:
     return int(out.split()[0])
 
 
-def build_host(spec: HostSpec, vms_dir: Path, mirror: str, cache: BuildCache) -> tuple[HostBuild, bool]:
+def build_host(spec: VmHostSpec, vms_dir: Path, mirror: str, cache: BuildCache) -> tuple[HostBuild, bool]:
     """The host's boot files, from cache or freshly built; returns (build, whether it was built now)."""
     recipe = host_recipe(spec, vms_dir)
     digest = digest_of(recipe)

@@ -16,18 +16,15 @@ import docker
 from docker.errors import DockerException
 from docker.types import Ulimit
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
-from harness.cell import clip
-from harness.config.model import HostSpec, ScenarioSpec
+from harness.config.kinds.engine import EngineHostSpec
+from harness.config.model import HostKind, ScenarioSpec, debian_arch
 from harness.engines.podman import option_flags
 from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
-from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, clip
 
-# Engine (Go) architecture names -> Debian's.
-DEBIAN_ARCH = {"amd64": "amd64", "x86_64": "amd64", "arm64": "arm64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x"}
 API_ERRORS = (DockerException, RequestsConnectionError, OSError)
 
 
@@ -37,13 +34,13 @@ def _cli(endpoint: str, *args: str) -> list[str]:
 
 
 class EngineHost(Host):
-    def __init__(self, spec: HostSpec, endpoint: str):
-        super().__init__(HostRecord(spec.name, "", spec.arch or "", "", spec.runtime or "", kind="engine"))
+    spec: EngineHostSpec
+
+    def __init__(self, spec: EngineHostSpec, endpoint: str):
+        super().__init__(spec, HostRecord(spec.name, "", spec.arch or "", "", spec.runtime or "", kind=HostKind.ENGINE))
         self.record.accel = "engine"
-        self.spec, self.endpoint = spec, endpoint
+        self.endpoint = endpoint
         self._client: docker.DockerClient | None = None
-        # Ryuk (the reaper container) would have to be pulled; the harness removes its own containers.
-        testcontainers_config.ryuk_disabled = True
 
     @property
     def client(self) -> docker.DockerClient:
@@ -60,7 +57,7 @@ class EngineHost(Host):
     def arch(self) -> str:
         if not self.record.arch:
             arch = self.client.version().get("Arch", "")
-            self.record.arch = DEBIAN_ARCH.get(arch, arch)
+            self.record.arch = debian_arch(arch)
         return self.record.arch
 
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
@@ -80,7 +77,7 @@ class EngineHost(Host):
         names = ", ".join(t for i in loaded for t in (i.tags or [i.id]))
         return ExecRecord(argv, 0, f"Loaded image: {names}\n", "", time.monotonic() - started)
 
-    def _container(self, image_id: str, scenario: ScenarioSpec, command: list[str]) -> DockerContainer:
+    def _container(self, image_id: str, scenario: ScenarioSpec, command: list[str]) -> "_Container":
         kwargs: dict = {"network_mode": "none"}
         if self.spec.runtime:
             kwargs["runtime"] = self.spec.runtime
@@ -94,7 +91,7 @@ class EngineHost(Host):
         if options.user:
             kwargs["user"] = options.user
         return (
-            DockerContainer(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
+            _Container(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
             .with_command(command)
             .with_envs(**dict(options.env))
             .with_copy_into_container(Path(scenario.path), SCENARIOS_IN_CONTAINER)
@@ -168,7 +165,8 @@ class EngineHost(Host):
             timed_out=code in (124, 137),
         )
 
-    def facts(self) -> dict[str, str]:
+    def read_facts(self) -> dict[str, str]:
+        """From the engine's info and version endpoints (its Docker API)."""
         try:
             info, version = self.client.info(), self.client.version()
         except API_ERRORS as exc:
@@ -192,15 +190,27 @@ class EngineHost(Host):
             "runtime": runtime,
             "storage_driver": info.get("Driver", ""),
         }
-        self.record.facts = facts
-        self.record.engine, self.record.runtime = engine, runtime
-        self.record.release = info.get("OperatingSystem", "")
         return facts
 
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+class _Container(DockerContainer):
+    """A testcontainers container started without its Ryuk reaper (which would have to be pulled;
+    the harness removes its own containers), and without changing testcontainers' library-wide
+    settings: DockerContainer.start() (testcontainers 4.14, 4.15) minus the reaper, networks, ports
+    and wait strategies, which a scenario container has none of."""
+
+    def start(self) -> "_Container":
+        client = self.get_docker_client()
+        self._container = client.create(self.image, command=self._command, environment=self.env, name=self._name, **self._kwargs)
+        for spec in self._transferable_specs:
+            self._transfer_into_container(*spec)
+        client.start(self._container)
+        return self
 
 
 def _wait_exit(container, timeout: float) -> int | None:

@@ -168,7 +168,7 @@ class HypervisorPool:
     @classmethod
     def for_matrix(cls, matrix: Matrix, specs: tuple[HypervisorSpec, ...], slots_dir: Path, connect) -> "HypervisorPool":
         """A pool whose slots each hold the matrix's largest VM host."""
-        vms = [h.machine for h in matrix.hosts if h.kind == "vm"]
+        vms = [h.machine for h in matrix.vm_hosts()]
         return cls(specs, slots_dir, max((m.memory_mib for m in vms), default=0), max((m.vcpus for m in vms), default=1), connect)
 
     def total_slots(self) -> int:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import libvirt
 
-from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
+from harness.config.kinds.vm import VmHostSpec
+from harness.config.model import ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
@@ -53,7 +54,7 @@ def _make_payload_disk(payload: Path, image: Path) -> None:
     )
 
 
-def boot_cmdline(spec: HostSpec) -> str:
+def boot_cmdline(spec: VmHostSpec) -> str:
     """The kernel command line: console, the host's cgroup and LSM settings, then the matrix's own.
 
     panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a reboot
@@ -69,9 +70,11 @@ def boot_cmdline(spec: HostSpec) -> str:
 
 
 class LibvirtHost(Host):
+    spec: VmHostSpec
+
     def __init__(
         self,
-        spec: HostSpec,
+        spec: VmHostSpec,
         build: HostBuild,
         initramfs_base: Path,
         slot: Slot,
@@ -82,6 +85,7 @@ class LibvirtHost(Host):
         files: HostFiles,
     ):
         super().__init__(
+            spec,
             HostRecord(
                 name=spec.name,
                 release=spec.release,
@@ -93,7 +97,7 @@ class LibvirtHost(Host):
                 hypervisor=slot.hypervisor.name,
             )
         )
-        self.spec, self.build, self.initramfs_base, self.slot, self.vms_dir = spec, build, initramfs_base, slot, vms_dir
+        self.build, self.initramfs_base, self.slot, self.vms_dir = build, initramfs_base, slot, vms_dir
         self.conn = slot.hypervisor.conn
         self.workdir, self.run_id, self.verdicts, self.files = workdir, run_id, verdicts, files
         self.domain: libvirt.virDomain | None = None
@@ -265,14 +269,12 @@ class LibvirtHost(Host):
             state = self._state()
             raise self._failure(f"host {self.name}: {exc} (domain {state}){self.console_tail()}") from None
 
-    def facts(self) -> dict[str, str]:
+    def read_facts(self) -> dict[str, str]:
         script = (self.vms_dir / "guest" / "facts").read_bytes()
         result = self.run(["sh", "-s"], timeout=60 * self.time_scale, stdin=script)
         if result.exit_code != 0:
             raise HostError(f"host {self.name}: reading facts failed: {result.stderr.strip()[-500:]}")
-        facts = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-        self.record.facts = facts
-        return facts
+        return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
     def _state(self) -> str:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from harness.config.model import ScenarioSpec
+from harness.config.model import HostSpec, ScenarioSpec
 from harness.images.build import ImageBuild
 from harness.registry.publish import GUEST_GATEWAY
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
@@ -61,8 +61,10 @@ class HostError(Exception):
 
 
 class Host(ABC):
-    def __init__(self, record: HostRecord):
-        self.record = record
+    """A started host of one kind. Its record is written by the fleet and by the host itself only."""
+
+    def __init__(self, spec: HostSpec, record: HostRecord):
+        self.spec, self.record = spec, record
 
     @property
     def name(self) -> str:
@@ -72,6 +74,20 @@ class Host(ABC):
     def time_scale(self) -> float:
         """Factor for the matrix's timeouts (given for real hardware) on this host: >1 when emulated."""
         return self.record.time_scale
+
+    @property
+    def cell_timeout(self) -> float:
+        """The matrix's cell timeout on this host (a health check, a needs check)."""
+        return self.spec.machine.cell_timeout * self.time_scale
+
+    @property
+    def delivery_timeout(self) -> float:
+        """For loading or pulling an image: four cells' worth."""
+        return 4 * self.cell_timeout
+
+    def timeout_for(self, scenario: ScenarioSpec) -> float:
+        """The scenario's own timeout, else the matrix's, on this host."""
+        return (scenario.timeout or self.spec.machine.cell_timeout) * self.time_scale
 
     @property
     def arch(self) -> str:
@@ -112,8 +128,9 @@ class Host(ABC):
         delivery's own command (pull or load), then the scenario's."""
 
     @abstractmethod
-    def facts(self) -> dict[str, str]:
-        """What the running host really is, read from it: os-release, kernel, arch, engine, runtime..."""
+    def read_facts(self) -> dict[str, str]:
+        """What the running host really is, as read from it (os-release, kernel, arch, engine,
+        runtime...); its kind's driver turns it into typed facts."""
 
     @abstractmethod
     def stop(self) -> None:

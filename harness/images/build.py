@@ -106,7 +106,7 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
             history = [f"mmdebstrap {spec.release} (base {base.name})", f"apt-get install {' '.join(spec.packages)}"]
         created = datetime.fromtimestamp(epoch, timezone.utc)
         labels = _labels(spec, arch, created, installed, base, suites)
-        oci = write_oci_archive(layers, tmp / ARCHIVE, architecture=ARCHES[arch][1], ref_name=f"{spec.name}-{arch}", cmd=list(spec.cmd), labels=labels, created=created, history=history)
+        oci = write_oci_archive(layers, tmp / ARCHIVE, architecture=ARCHES[arch].oci, ref_name=f"{spec.name}-{arch}", cmd=list(spec.cmd), labels=labels, created=created, history=history)
         rootfs.unlink()
         (tmp / PACKAGES).write_text(json.dumps(installed.versions if installed else {}, indent=0, sort_keys=True))
         meta = {

@@ -32,11 +32,13 @@ def outdated_packages(installed: dict[str, str], fixed: dict[str, str]) -> list[
     ]
 
 
-def judge(installed: dict[str, str], release: str, arch: str, mirror: str, index_cache: Path) -> Freshness:
+def freshness_of(installed: dict[str, str], release: str, arch: str, mirror: str, index_cache: Path) -> Freshness:
     """The image's freshness now; an unreachable archive gives grade "?" with the reason, never an error."""
     suites: list[Suite] = fix_suites(release, mirror)
     checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     against = ", ".join(f"{s.url} {s.name}" for s in suites)
+    if not installed:
+        return Freshness(grade="?", outdated=0, checked=0, against=against, checked_at=checked_at, error="no package list was read from the image")
     try:
         fixed: dict[str, str] = {}
         for suite in suites:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from harness.config.model import ARCHES
+from harness.config.model import debian_arch
 from harness.registry.push import MEDIA_INDEX, MEDIA_MANIFEST, RegistryClient
 from harness.registry.server import RegistryError
 from harness.results.model import ImageBuildRecord
@@ -15,7 +15,6 @@ from harness.results.model import ImageBuildRecord
 _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _ACCEPT = ", ".join((MEDIA_INDEX, _DOCKER_LIST, MEDIA_MANIFEST, _DOCKER_MANIFEST))
-_DEBIAN_ARCH = {oci: debian for debian, (_, oci) in ARCHES.items()}
 
 
 def split_reference(reference: str) -> tuple[str, str, str]:
@@ -42,7 +41,7 @@ def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildReco
         builds = {}
         for manifest_digest, manifest in entries:
             config = json.loads(client.blob(repo, manifest["config"]["digest"]))
-            arch = _DEBIAN_ARCH.get(config.get("architecture", ""), config.get("architecture", ""))
+            arch = debian_arch(config.get("architecture", ""))
             builds[arch] = ImageBuildRecord(
                 arch=arch,
                 platform=f"{config.get('os', '')}/{config.get('architecture', '')}",

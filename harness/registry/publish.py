@@ -5,14 +5,11 @@ publish the same builds agree, and a changed build never hides behind an old tag
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 from harness.images.build import ImageBuild
 from harness.registry.push import RegistryClient
 
-# Set by the controller for every process of a run: where the harness's registry answers.
-REGISTRY_ENV = "HARNESS_REGISTRY"
 # QEMU user networking: the harness machine's loopback, as a guest sees it.
 GUEST_GATEWAY = "10.0.2.2"
 
@@ -26,10 +23,6 @@ class Publication:
 
     def reference(self, registry: str) -> str:
         return f"{registry}/{self.repo}:{self.tag}"
-
-
-def registry_url() -> str | None:
-    return os.environ.get(REGISTRY_ENV) or None
 
 
 def guest_registry(url: str, gateway: str = GUEST_GATEWAY) -> str:

@@ -99,7 +99,7 @@ class RegistryClient:
             "schemaVersion": 2,
             "mediaType": MEDIA_INDEX,
             "manifests": [
-                {"mediaType": MEDIA_MANIFEST, "digest": i.manifest_digest, "size": i.manifest_size, "platform": {"os": "linux", "architecture": ARCHES[i.arch][1]}}
+                {"mediaType": MEDIA_MANIFEST, "digest": i.manifest_digest, "size": i.manifest_size, "platform": {"os": "linux", "architecture": ARCHES[i.arch].oci}}
                 for i in sorted(images, key=lambda i: i.arch)
             ],
         }

@@ -5,31 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.report.render import CLASS_LABELS, _environment
-from harness.results.model import RunResults
-
-# Classes from best to worst for a vendor; moving right is a regression.
-RANK = {"supported-pass": 0, "unsupported-works": 1, "pending": 2, "error": 3, "unsupported-broken": 4, "not-portable": 5, "supported-fail": 6}
+from harness.report.render import _environment
+from harness.results.model import PairClass, RunResults
 
 
 @dataclass(frozen=True)
 class Change:
     pair: str
-    old: str
-    new: str
+    old: PairClass | None  # None: the pair is not in that run
+    new: PairClass | None
 
     @property
     def kind(self) -> str:
-        if self.old == "absent" or self.new == "absent":
-            return "added" if self.old == "absent" else "removed"
-        return "regression" if RANK.get(self.new, 0) > RANK.get(self.old, 0) else "improvement"
+        if self.old is None or self.new is None:
+            return "added" if self.old is None else "removed"
+        return "regression" if self.new.rank > self.old.rank else "improvement"
+
+    @property
+    def old_label(self) -> str:
+        return self.old.label if self.old else "absent"
+
+    @property
+    def new_label(self) -> str:
+        return self.new.label if self.new else "absent"
 
 
 def changes(old: RunResults, new: RunResults) -> list[Change]:
     out = []
     for key in sorted(set(old.pairs) | set(new.pairs)):
-        before = old.pairs[key].klass if key in old.pairs else "absent"
-        after = new.pairs[key].klass if key in new.pairs else "absent"
+        before = old.pairs[key].klass if key in old.pairs else None
+        after = new.pairs[key].klass if key in new.pairs else None
         if before != after:
             out.append(Change(key, before, after))
     return sorted(out, key=lambda c: (c.kind != "regression", c.pair))
@@ -38,8 +43,7 @@ def changes(old: RunResults, new: RunResults) -> list[Change]:
 def as_text(found: list[Change]) -> str:
     if not found:
         return "no pair changed class"
-    label = lambda k: CLASS_LABELS.get(k, k)  # noqa: E731
-    return "\n".join(f"{c.kind:12} {c.pair}: {label(c.old)} -> {label(c.new)}" for c in found)
+    return "\n".join(f"{c.kind:12} {c.pair}: {c.old_label} -> {c.new_label}" for c in found)
 
 
 def render_diff(old: RunResults, new: RunResults, out: Path) -> Path:

@@ -11,24 +11,13 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from harness.results.model import CellResult, RunResults
-
-CLASS_LABELS = {
-    "supported-fail": "supported, FAILING",
-    "supported-pass": "supported, passing",
-    "unsupported-works": "works, unsupported",
-    "unsupported-broken": "broken, unsupported",
-    "not-portable": "not portable",
-    "error": "error (host or harness)",
-    "pending": "not run",
-}
-OUTCOME_ORDER = ("fail", "timeout", "fixed?", "error", "known-issue", "flaky", "not-applicable", "pass")
+from harness.results.model import CellResult, Outcome, PairClass, RunResults
 
 
 def _environment() -> Environment:
     # autoescape=True for every template: container output is untrusted and ends up in these pages.
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=True, undefined=StrictUndefined)
-    env.globals["CLASS_LABELS"] = CLASS_LABELS
+    env.globals["CLASSES"] = list(PairClass)  # in the legend's and filter's order
     env.globals["age_days"] = age_days
     env.filters["mib"] = size_mib
     return env
@@ -66,17 +55,17 @@ def matrix_view(results: RunResults) -> dict:
                     "host": host,
                     "image": image,
                     "cells": sorted(by_pair.get((host.name, image.name), []), key=lambda c: c.scenario),
-                    "klass": pair.klass if pair else "pending",
+                    "klass": pair.klass if pair else PairClass.PENDING,
                     "pair": pair,
                     "anchor": anchor(host.name, image.name),
                     "delivery": results.deliveries.get(key),
                 }
             )
         rows.append({"image": image, "cells": row})
-    classes: dict[str, int] = {}
+    classes: dict[PairClass, int] = {}
     for pair in results.pairs.values():
         classes[pair.klass] = classes.get(pair.klass, 0) + 1
-    outcomes: dict[str, int] = {}
+    outcomes: dict[Outcome, int] = {}
     for cell in results.cells.values():
         outcomes[cell.outcome] = outcomes.get(cell.outcome, 0) + 1
     hosts = list(results.hosts.values())
@@ -84,7 +73,7 @@ def matrix_view(results: RunResults) -> dict:
         "hosts": hosts,
         "rows": rows,
         "classes": classes,
-        "outcomes": {o: outcomes[o] for o in OUTCOME_ORDER if o in outcomes},
+        "outcomes": {o: outcomes[o] for o in Outcome if o in outcomes},  # the enum's order: most alarming first
         "filters": {
             "arch": sorted({h.arch for h in hosts if h.arch}),
             "release": sorted({h.release for h in hosts if h.release}),

@@ -3,17 +3,101 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
-SCHEMA_VERSION = 1
+from harness.config.model import DeliveryMethod, HostKind
 
-# Outcomes of one cell (host x image x scenario). "error" is the harness's or the host's fault, never
-# the image's; "flaky" failed and then passed on a retry; "known-issue" failed as a listed bug says
-# it does; "fixed?" is a listed bug's cell that passes now.
-OUTCOMES = ("pass", "fail", "error", "timeout", "not-applicable", "flaky", "known-issue", "fixed?")
+SCHEMA_VERSION = 2  # 2: typed host facts, enums, a cell's original outcome
 
-# Classes of a host x image pair, the supportability verdict the report is about.
-CLASSES = ("supported-pass", "supported-fail", "unsupported-works", "unsupported-broken", "not-portable", "error", "pending")
+# Output kept per stream in results: the head and the tail, which is where the evidence is.
+MAX_OUTPUT = 64 * 1024
+
+
+def clip(text: str, limit: int = MAX_OUTPUT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - limit} characters cut by the harness ...]\n{text[-half:]}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Outcome(StrEnum):
+    """How one cell (host x image x scenario) ended. ERROR is the harness's or the host's fault,
+    never the image's; FLAKY failed and then passed on a retry; KNOWN_ISSUE failed as a listed bug
+    says it does; FIXED is a listed bug's cell that passes now. Declared in the report's order:
+    the most alarming first."""
+
+    FAIL = "fail"
+    TIMEOUT = "timeout"
+    FIXED = "fixed?"
+    ERROR = "error"
+    KNOWN_ISSUE = "known-issue"
+    FLAKY = "flaky"
+    NOT_APPLICABLE = "not-applicable"
+    PASS = "pass"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+    @property
+    def broken(self) -> bool:
+        """Counts against the image."""
+        return self in (Outcome.FAIL, Outcome.TIMEOUT)
+
+    @property
+    def passed(self) -> bool:
+        return self in (Outcome.PASS, Outcome.FLAKY)
+
+
+class PairClass(StrEnum):
+    """The supportability verdict of a host x image pair, in the report's order: for a vendor, the
+    first is the loudest, and moving down the list from one run to the next is an improvement."""
+
+    SUPPORTED_FAIL = "supported-fail"
+    SUPPORTED_PASS = "supported-pass"
+    UNSUPPORTED_WORKS = "unsupported-works"
+    UNSUPPORTED_BROKEN = "unsupported-broken"
+    NOT_PORTABLE = "not-portable"
+    ERROR = "error"
+    PENDING = "pending"
+
+    @property
+    def label(self) -> str:
+        return _CLASS_LABELS[self]
+
+    @property
+    def rank(self) -> int:
+        """Best (0) to worst for a vendor: a pair whose rank grows between runs regressed."""
+        return _CLASS_RANKS[self]
+
+
+_CLASS_LABELS = {
+    PairClass.SUPPORTED_FAIL: "supported, FAILING",
+    PairClass.SUPPORTED_PASS: "supported, passing",
+    PairClass.UNSUPPORTED_WORKS: "works, unsupported",
+    PairClass.UNSUPPORTED_BROKEN: "broken, unsupported",
+    PairClass.NOT_PORTABLE: "not portable",
+    PairClass.ERROR: "error (host or harness)",
+    PairClass.PENDING: "not run",
+}
+_CLASS_RANKS = {
+    PairClass.SUPPORTED_PASS: 0,
+    PairClass.UNSUPPORTED_WORKS: 1,
+    PairClass.PENDING: 2,
+    PairClass.ERROR: 3,
+    PairClass.UNSUPPORTED_BROKEN: 4,
+    PairClass.NOT_PORTABLE: 5,
+    PairClass.SUPPORTED_FAIL: 6,
+}
+
+# The enums results.json's schema takes its value lists from (harness/results/schema.py).
+ENUMS: dict[str, type[StrEnum]] = {"outcome": Outcome, "pair_class": PairClass, "host_kind": HostKind, "delivery_method": DeliveryMethod}
 
 
 @dataclass
@@ -28,6 +112,26 @@ class ExecRecord:
     timed_out: bool = False
 
 
+@dataclass(frozen=True)
+class HostFacts:
+    """What a running host really is, read from it by its kind's parser (hosts/kinds/): the facts
+    every kind has, typed, and everything it read, as read (`raw`, shown in the report)."""
+
+    os: str = ""  # pretty name
+    kernel: str = ""
+    machine: str = ""  # uname -m, or the engine's architecture
+    cpus: int | None = None
+    memory_kib: int | None = None
+    page_size: int | None = None
+    cgroup: str = ""  # v1 or v2
+    lsm: str = ""
+    engine: str = ""
+    engine_version: str = ""
+    runtime: str = ""
+    runtime_version: str = ""
+    raw: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class HostRecord:
     """A host as it really was during the run: recipe, facts read from the running guest, boot evidence."""
@@ -37,19 +141,26 @@ class HostRecord:
     arch: str
     engine: str
     runtime: str
-    kind: str = "vm"
+    kind: HostKind = HostKind.VM
     recipe_digest: str = ""
     accel: str = ""
     cpu_model: str = ""
     boot_seconds: float | None = None
     time_scale: float = 1.0  # timeouts were multiplied by this (emulation is slower)
     settings: dict[str, str] = field(default_factory=dict)  # as the matrix asked: kernel, cgroup, lsm, cpu
-    facts: dict[str, str] = field(default_factory=dict)
+    facts: HostFacts = field(default_factory=HostFacts)
     console_log: str = ""  # path relative to the reports directory
     health: str = ""  # "ok", or why a trivial container failed on this host's engine
     error: str = ""
     hypervisor: str = ""  # the name of the libvirt hypervisor that ran it (VM hosts)
     moved: str = ""  # why it started again on this hypervisor: the one it was on stopped answering
+
+    def __post_init__(self) -> None:
+        self.kind = HostKind(self.kind)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "HostRecord":
+        return cls(**{**data, "kind": HostKind(data.get("kind", HostKind.VM)), "facts": HostFacts(**data.get("facts", {}))})
 
 
 @dataclass
@@ -63,31 +174,46 @@ class DeliveryRecord:
     duration: float
     command: list[str]
     output: str = ""
-    method: str = "load"  # "pull": by reference from the harness's registry; "load": from an archive
+    method: DeliveryMethod = DeliveryMethod.LOAD
     reference: str = ""  # what was pulled
     platform: str = ""  # os/architecture of the image the engine selected
     mismatch: str = ""  # "image is linux/amd64, host is linux/arm64" when they differ (it runs anyway)
+
+    def __post_init__(self) -> None:
+        self.method = DeliveryMethod(self.method)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DeliveryRecord":
+        return cls(**{**data, "method": DeliveryMethod(data.get("method", DeliveryMethod.LOAD))})
 
 
 @dataclass
 class Attempt:
     """An earlier run of a cell that was retried: kept so a flake's failure is not lost."""
 
-    outcome: str
+    outcome: Outcome
     exit_code: int | None
     duration: float
     stdout: str
     stderr: str
 
+    def __post_init__(self) -> None:
+        self.outcome = Outcome(self.outcome)
 
-@dataclass
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Attempt":
+        return cls(**{**data, "outcome": Outcome(data["outcome"])})
+
+
+@dataclass(frozen=True)
 class CellResult:
-    """One host x image x scenario cell."""
+    """One host x image x scenario cell, final when made: the cell runner (harness/cells/runner.py)
+    makes it judged, retried and with known issues applied, and nothing changes it afterwards."""
 
     host: str
     image: str
     scenario: str
-    outcome: str
+    outcome: Outcome
     duration: float
     message: str = ""
     command: list[str] = field(default_factory=list)
@@ -98,6 +224,13 @@ class CellResult:
     reproduce: list[str] = field(default_factory=list)  # shell lines to run the cell by hand on the host
     attempts: list[Attempt] = field(default_factory=list)  # earlier attempts, when retried
     bug: str = ""  # the known issue's reference, for "known-issue" and "fixed?"
+    original_outcome: Outcome | None = None  # as judged, when a known issue changed it
+
+    def __post_init__(self) -> None:
+        # Typed whatever the caller passed (a value read back from JSON is a plain string).
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
+        if self.original_outcome is not None:
+            object.__setattr__(self, "original_outcome", Outcome(self.original_outcome))
 
     @property
     def key(self) -> str:
@@ -105,7 +238,15 @@ class CellResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CellResult":
-        return cls(**{**data, "attempts": [Attempt(**a) for a in data.get("attempts", [])]})
+        original = data.get("original_outcome")
+        return cls(
+            **{
+                **data,
+                "outcome": Outcome(data["outcome"]),
+                "original_outcome": Outcome(original) if original else None,
+                "attempts": [Attempt.from_json(a) for a in data.get("attempts", [])],
+            }
+        )
 
 
 @dataclass
@@ -179,7 +320,14 @@ class PairResult:
     supported: bool
     support_reason: str
     status: str  # works, broken, error, not-portable, pending
-    klass: str  # one of CLASSES
+    klass: PairClass
+
+    def __post_init__(self) -> None:
+        self.klass = PairClass(self.klass)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PairResult":
+        return cls(**{**data, "klass": PairClass(data["klass"])})
 
 
 @dataclass
@@ -206,9 +354,9 @@ class RunResults:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"results schema version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
         plain = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        plain["hosts"] = {k: HostRecord(**v) for k, v in data.get("hosts", {}).items()}
-        plain["deliveries"] = {k: DeliveryRecord(**v) for k, v in data.get("deliveries", {}).items()}
+        plain["hosts"] = {k: HostRecord.from_json(v) for k, v in data.get("hosts", {}).items()}
+        plain["deliveries"] = {k: DeliveryRecord.from_json(v) for k, v in data.get("deliveries", {}).items()}
         plain["images"] = {k: ImageRecord.from_json(v) for k, v in data.get("images", {}).items()}
         plain["cells"] = {k: CellResult.from_json(v) for k, v in data.get("cells", {}).items()}
-        plain["pairs"] = {k: PairResult(**v) for k, v in data.get("pairs", {}).items()}
+        plain["pairs"] = {k: PairResult.from_json(v) for k, v in data.get("pairs", {}).items()}
         return cls(**plain)

@@ -1,4 +1,5 @@
-"""Writes results.json atomically after every finished cell, so no finished cell is ever lost."""
+"""Writes results.json atomically after every finished cell, so no finished cell is ever lost; reads
+it back only when it is valid against its schema."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import jsonschema
+
 from harness.results.model import RunResults
+from harness.results.schema import results_schema
+
+
+class ResultsError(Exception):
+    """A results file that cannot be read; str() is one line naming the file and what is wrong."""
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -30,4 +38,19 @@ def save(results: RunResults, path: Path) -> None:
 
 
 def load(path: Path) -> RunResults:
-    return RunResults.from_json(json.loads(Path(path).read_text()))
+    """The results in `path`; ResultsError when it cannot be read, is not JSON, or is not results."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not JSON ({exc}); a truncated or damaged results file?") from None
+    if not isinstance(data, dict) or data.get("schema_version") != results_schema()["properties"]["schema_version"]["const"]:
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        raise ResultsError(f"{path}: not a results file of schema version {results_schema()['properties']['schema_version']['const']} (schema_version {version!r})")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(results_schema()).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        raise ResultsError(f"{path}: {where}: {error.message}")
+    return RunResults.from_json(data)

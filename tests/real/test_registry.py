@@ -92,7 +92,7 @@ def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_r
     starter.wait()
     assert answers(f"http://{addr}"), "the registry outlives the harness that was killed"
     if other_run_lives:  # another run on this machine may be pulling from it: it stays
-        from harness.cleanup import claim
+        from harness.runs import claim
 
         claim(tmp_path / "runs" / "other")
         assert not cleanup([], tmp_path).services and answers(f"http://{addr}")

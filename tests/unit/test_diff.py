@@ -7,14 +7,14 @@ import sys
 
 from harness.report.diff import as_text, changes, render_diff
 from harness.results import store
-from harness.results.model import PairResult, RunResults
+from harness.results.model import PairClass, PairResult, RunResults
 
 
 def run(run_id: str, **classes: str) -> RunResults:
     results = RunResults(run_id=run_id, matrix="m", started_at="t", harness_version="0")
     for key, klass in classes.items():
         host, image = key.split("__")
-        results.pairs[f"{host}/{image}"] = PairResult(host, image, klass.startswith("supported"), "", "works", klass)
+        results.pairs[f"{host}/{image}"] = PairResult(host, image, klass.startswith("supported"), "", "works", PairClass(klass))
     return results
 
 

@@ -89,7 +89,8 @@ def test_cleanup_spares_a_live_run_of_another_cache_directory(repo_root, tmp_pat
     only those of dead runs."""
     from dataclasses import replace
 
-    from harness.cleanup import claim, cleanup
+    from harness.cleanup import cleanup
+    from harness.runs import claim
 
     live_dir = tmp_path / "other-cache" / "runs" / "live"
     claim(live_dir)

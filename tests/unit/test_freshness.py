@@ -6,7 +6,7 @@ from __future__ import annotations
 import lzma
 from pathlib import Path
 
-from harness.images.freshness import grade, judge, outdated_packages
+from harness.images.freshness import freshness_of, grade, outdated_packages
 
 INDEX = """Package: libc6
 Version: 2.36-9+deb12u10
@@ -47,12 +47,12 @@ def test_debian_version_order_not_string_order():
 def test_judged_against_the_security_suite(tmp_path):
     mirror = archive(tmp_path)
     installed = {"libc6": "2.36-9+deb12u4", "openssl": "3.0.15-1~deb12u1", "passwd": "1:4.13+dfsg1-1", "tzdata": "2024a-0+deb12u1"}
-    fresh = judge(installed, "bookworm", "amd64", mirror, tmp_path / "indexes")
+    fresh = freshness_of(installed, "bookworm", "amd64", mirror, tmp_path / "indexes")
     assert (fresh.grade, fresh.outdated, fresh.checked) == ("B", 2, 4)
     assert fresh.updates == ["libc6 2.36-9+deb12u4 -> 2.36-9+deb12u10", "tzdata 2024a-0+deb12u1 -> 2025b-0+deb12u1"]
     assert fresh.against.endswith("debian-security bookworm-security")
 
 
 def test_an_unreadable_archive_is_grade_unknown_with_the_reason(tmp_path):
-    fresh = judge({"libc6": "1"}, "bookworm", "amd64", f"file://{tmp_path}/nowhere", tmp_path / "indexes")
+    fresh = freshness_of({"libc6": "1"}, "bookworm", "amd64", f"file://{tmp_path}/nowhere", tmp_path / "indexes")
     assert fresh.grade == "?" and "Packages.xz" in fresh.error

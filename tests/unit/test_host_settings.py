@@ -71,6 +71,8 @@ def test_cgroup_and_lsm_settings_reach_the_kernel_command_line(repo_root, tmp_pa
 
 
 def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path):
+    from dataclasses import replace
+
     from harness.cli import _workers
     from harness.config.model import HypervisorSpec
 
@@ -78,8 +80,8 @@ def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path):
     matrix = load_matrix(tmp_path / "matrix.yaml")
     # libvirt's test driver, describing a node of four cores and 16 GiB.
     node = HypervisorSpec(f"test://{Path(__file__).parent / 'data' / 'node-4-cores.xml'}")
-    assert _workers("auto", matrix, [node]) == 2  # four cores, guests of two vCPUs
-    twins = [HypervisorSpec(node.uri, name=f"twin{i}") for i in range(2)]
-    assert _workers("auto", matrix, [node, twins[0]]) == 4
-    assert _workers("auto", matrix, [node, *twins]) == 4  # no more than hosts
-    assert _workers("3", matrix, [node]) == 3
+    assert _workers("auto", matrix, [node.uri]) == 2  # four cores, guests of two vCPUs (--hypervisor URI)
+    twins = tuple(HypervisorSpec(node.uri, name=f"twin{i}") for i in range(3))
+    assert _workers("auto", replace(matrix, hypervisors=twins[:2]), None) == 4  # the matrix's own pool
+    assert _workers("auto", replace(matrix, hypervisors=twins), None) == 4  # no more than hosts
+    assert _workers("3", matrix, [node.uri]) == 3

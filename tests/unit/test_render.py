@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.config.model import Policy
 from harness.report.render import matrix_view, render_report
 from harness.results.model import (
+    HostFacts,
     CellResult,
     DeliveryRecord,
     HostRecord,
@@ -18,7 +19,7 @@ def results_with(*cells: CellResult, deliveries: tuple[DeliveryRecord, ...] = ()
     results = RunResults(run_id="r1", matrix="m.yaml", started_at="t", harness_version="0")
     results.images = {"img-a": ImageRecord("img-a", "bookworm"), "img-b": ImageRecord("img-b", "sid")}
     for host in ("h1", "h2"):
-        results.hosts[host] = HostRecord(host, "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0-test"}, console_log=f"hosts/{host}/console.log")
+        results.hosts[host] = HostRecord(host, "bookworm", "amd64", "podman", "crun", facts=HostFacts(kernel="6.1.0-test", raw={"kernel": "6.1.0-test"}), console_log=f"hosts/{host}/console.log")
     for cell in cells:
         results.cells[cell.key] = cell
     for d in deliveries:

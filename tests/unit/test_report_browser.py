@@ -11,7 +11,7 @@ import pytest
 
 from harness.config.model import Policy
 from harness.report.render import render_report
-from harness.results.model import CellResult, HostRecord, ImageRecord, RunResults
+from harness.results.model import CellResult, HostFacts, HostRecord, ImageRecord, RunResults
 from harness.supportability import classify
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.skipif(
 def sample_results() -> RunResults:
     results = RunResults(run_id="browser", matrix="matrix.yaml", started_at="t", harness_version="0", finished_at="t2")
     results.hosts = {
-        "bookworm-amd64": HostRecord("bookworm-amd64", "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0-cloud-amd64"}),
-        "trixie-arm64": HostRecord("trixie-arm64", "trixie", "arm64", "podman", "crun", facts={"kernel": "6.12.0-cloud-arm64"}),
+        "bookworm-amd64": HostRecord("bookworm-amd64", "bookworm", "amd64", "podman", "crun", facts=HostFacts(kernel="6.1.0-cloud-amd64", raw={"kernel": "6.1.0-cloud-amd64"})),
+        "trixie-arm64": HostRecord("trixie-arm64", "trixie", "arm64", "podman", "crun", facts=HostFacts(kernel="6.12.0-cloud-arm64", raw={"kernel": "6.12.0-cloud-arm64"})),
     }
     results.images = {"debian-bookworm": ImageRecord("debian-bookworm", "bookworm"), "debian-bullseye": ImageRecord("debian-bullseye", "bullseye")}
     outcomes = {("bookworm-amd64", "debian-bookworm"): "pass", ("trixie-arm64", "debian-bookworm"): "fail",

@@ -12,10 +12,13 @@ from harness.results.model import (
     Attempt,
     CellResult,
     DeliveryRecord,
+    HostFacts,
     HostRecord,
     Freshness,
     ImageBuildRecord,
     ImageRecord,
+    Outcome,
+    PairClass,
     PairResult,
     RunResults,
 )
@@ -26,11 +29,11 @@ def sample() -> RunResults:
     fresh = Freshness("C", 3, 96, "http://deb.debian.org/debian-security bookworm-security", "2026-01-02T00:00:00+00:00", ["libc6 1 -> 2"])
     build = ImageBuildRecord("amd64", "linux/amd64", "sha256:c", "sha256:m", 100, 2, "2026-01-01T00:00:00+00:00", "12.15", "2.36-9", 96, "d", {"k": "v"}, fresh)
     results.images["img"].builds["amd64"] = build
-    results.hosts["h1"] = HostRecord("h1", "bookworm", "amd64", "podman", "crun", facts={"kernel": "6.1.0"}, boot_seconds=3.5)
+    results.hosts["h1"] = HostRecord("h1", "bookworm", "amd64", "podman", "crun", facts=HostFacts(kernel="6.1.0", cpus=2, raw={"kernel": "6.1.0", "cpus": "2"}), boot_seconds=3.5)
     results.deliveries["h1/img"] = DeliveryRecord("h1", "img", "sha256:abc", True, 1.5, ["podman", "load"])
-    cell = CellResult("h1", "img", "useradd", "flaky", 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n", attempts=[Attempt("fail", 1, 1.0, "", "boom")])
+    cell = CellResult("h1", "img", "useradd", Outcome.FLAKY, 1.25, command=["podman", "run"], exit_code=0, stdout="ok\n", attempts=[Attempt(Outcome.FAIL, 1, 1.0, "", "boom")])
     results.cells[cell.key] = cell
-    results.pairs["h1/img"] = PairResult("h1", "img", True, "policy", "works", "supported-pass")
+    results.pairs["h1/img"] = PairResult("h1", "img", True, "policy", "works", PairClass.SUPPORTED_PASS)
     return results
 
 
@@ -57,13 +60,13 @@ def test_unknown_schema_version_is_refused(tmp_path):
     data = sample().to_json()
     data["schema_version"] = 99
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="schema version 99"):
+    with pytest.raises(store.ResultsError, match="schema_version 99"):
         store.load(path)
 
 
 def test_a_run_is_live_while_any_of_its_processes_is(tmp_path):
     """The controller and each xdist worker claim the run; another run's cleanup spares it until all are gone."""
-    from harness.cleanup import OWNERS, claim, live_runs, release
+    from harness.runs import OWNERS, claim, live_runs, release
 
     run = tmp_path / "runs" / "r1"
     claim(run)
@@ -75,11 +78,37 @@ def test_a_run_is_live_while_any_of_its_processes_is(tmp_path):
 
 def test_results_json_matches_its_schema(tmp_path):
     import jsonschema
-    from importlib.resources import files
+
+    from harness.results.schema import results_schema
 
     store.save(sample(), tmp_path / "results.json")
-    schema_text = files("harness.results").joinpath("results.schema.json").read_text()
-    jsonschema.validate(json.loads((tmp_path / "results.json").read_text()), json.loads(schema_text))
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text()), results_schema())
+
+
+def test_the_schemas_value_lists_are_the_enums(tmp_path):
+    """Each enum is defined once: the schema's lists come from it, and a value outside it is refused on load."""
+    from harness.config.model import DeliveryMethod, HostKind
+    from harness.results.schema import results_schema
+
+    defs = results_schema()["$defs"]
+    assert defs["outcome"]["enum"] == [o.value for o in Outcome]
+    assert defs["pair_class"]["enum"] == [c.value for c in PairClass]
+    assert defs["host_kind"]["enum"] == ["vm", "engine"] == [k.value for k in HostKind]
+    assert defs["delivery_method"]["enum"] == [m.value for m in DeliveryMethod]
+    data = sample().to_json()
+    data["cells"]["h1/img/useradd"]["outcome"] = "passed-ish"
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(store.ResultsError, match="cells/h1/img/useradd/outcome: 'passed-ish' is not one of"):
+        store.load(tmp_path / "results.json")
+
+
+def test_a_truncated_results_file_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "results.json"
+    store.save(sample(), path)
+    path.write_text(path.read_text()[:200])
+    with pytest.raises(store.ResultsError) as caught:
+        store.load(path)
+    assert str(caught.value).startswith(f"{path}: not JSON") and "\n" not in str(caught.value)
 
 
 def test_an_images_grade_is_its_worst_builds():

@@ -169,7 +169,7 @@ def test_libvirtd_not_answering_is_one_clear_line(matrix_dir):
 def test_a_full_disk_is_named_not_traced():
     import errno
 
-    from harness.session import _os_problem
+    from harness.hosts.fleet import os_problem as _os_problem
 
     message = _os_problem(OSError(errno.ENOSPC, "No space left on device", "/var/cache/x/root.img"))
     assert message == "the disk is full (/var/cache/x/root.img): free some space, or set HARNESS_CACHE to a larger disk"

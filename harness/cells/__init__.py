@@ -1,0 +1,1 @@
+"""A cell: one host x image x scenario, run (runner.py), judged (verdict.py), cached (cache.py)."""

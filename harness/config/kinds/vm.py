@@ -1,0 +1,43 @@
+"""A VM host built by the harness from a Debian release's packages (vm.schema.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from harness.config.model import HostKind, HostSpec, Machine
+
+
+@dataclass(frozen=True)
+class VmHostSpec(HostSpec):
+    kind: ClassVar[HostKind] = HostKind.VM
+    kernel: str = ""  # the release whose kernel it boots; its own release when empty
+    cgroup: str = "v2"
+    lsm: str = "apparmor"
+    cpu: str | None = None
+    kernel_cmdline: str = ""
+    extra_packages: tuple[str, ...] = ()
+
+    @property
+    def kernel_release(self) -> str:
+        return self.kernel or self.release
+
+    def settings(self) -> dict[str, str]:
+        return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {})}
+
+    @classmethod
+    def from_entry(cls, h: dict, machine: Machine) -> "VmHostSpec":
+        return cls(
+            name=h["name"],
+            machine=machine,
+            release=h["release"],
+            arch=h["arch"],
+            engine=h["engine"],
+            runtime=h.get("runtime", "crun" if h["engine"] == "podman" else "runc"),
+            kernel=h.get("kernel", ""),
+            cgroup=h.get("cgroup", "v2"),
+            lsm=h.get("lsm", "apparmor"),
+            cpu=h.get("cpu"),
+            kernel_cmdline=h.get("kernel_cmdline", ""),
+            extra_packages=tuple(h.get("extra_packages", ())),
+        )

@@ -1,0 +1,238 @@
+"""The image supply: a run's candidate images built (or taken from the cache), described (facts,
+freshness), published to the run's registry, and delivered to each host's engine once.
+
+Its answer for a cell is a DeliveryRecord: how the image reached the host, the portability half of
+the cell. A build, publication or reference that fails raises SupplyError, naming the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from harness.cache import BuildCache
+from harness.config.model import ARCHES, DeliveryMethod, HostKind, ImageSpec, Matrix
+from harness.context import RunContext
+from harness.hosts.fleet import os_problem
+from harness.hosts.provider import Host
+from harness.images.build import ImageBuild, build_image, cached_image
+from harness.images.freshness import freshness_of
+from harness.mmdebstrap import BuildError
+from harness.registry.inspect import describe
+from harness.registry.publish import Publication, guest_reference, guest_registry, publish
+from harness.registry.server import RegistryError
+from harness.results.model import DeliveryRecord, ExecRecord, ImageBuildRecord, ImageRecord, clip
+
+
+class SupplyError(Exception):
+    """An image could not be built, published or given to a host; str() says which and why."""
+
+
+def mismatch(image_platform: str, host_platform: str) -> str:
+    """The flag raised before a cell runs an image built for another platform than its host's."""
+    return f"image is {image_platform}, host is {host_platform}" if image_platform and image_platform != host_platform else ""
+
+
+def delivery_problem(delivery: DeliveryRecord, host: str) -> str:
+    """Why a delivery that did not succeed failed, in one message for the cell."""
+    how = f"pulled ({delivery.reference})" if delivery.method == DeliveryMethod.PULL else "loaded"
+    return f"image {delivery.image} could not be {how} by {host}'s engine: {delivery.output.strip()[-300:]}"
+
+
+@dataclass
+class ImageSupply:
+    matrix: Matrix
+    run: RunContext
+    build: Callable[..., tuple[ImageBuild, bool]] = build_image  # harness.images.build.build_image's signature
+    # The VM architectures of the run's selected cells: images are built for these only.
+    arches: set[str] = field(default_factory=set)
+    # Facts of the candidate images this process built or took from the cache, for the results.
+    records: dict[str, ImageRecord] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], DeliveryRecord] = field(default_factory=dict)
+    # The images each host's selected cells need (an archive-fed host carries just those).
+    needed: dict[str, set[str]] = field(default_factory=dict)
+    _builds: dict[tuple[str, str], ImageBuild] = field(default_factory=dict)
+    _failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    _publications: dict[str, Publication] = field(default_factory=dict)
+
+    def select(self, host: str, image: str) -> None:
+        """A cell of the run will need `image` on `host`."""
+        self.needed.setdefault(host, set()).add(image)
+        spec = self.matrix.host(host)
+        if spec.kind == HostKind.VM:
+            self.arches.add(spec.arch)
+
+    # -- builds ---------------------------------------------------------------------------------
+    def image(self, name: str, arch: str) -> ImageBuild:
+        """The built image; a failed build is remembered and raised again for each of its cells."""
+        if (name, arch) in self._failed:
+            raise SupplyError(self._failed[(name, arch)])
+        try:
+            build = self._build(self.matrix.image(name), arch)
+            self._record_build(build)
+            return build
+        except OSError as exc:
+            self._failed[(name, arch)] = f"image {name} for {arch}: {os_problem(exc)}"
+        except BuildError as exc:
+            self._failed[(name, arch)] = str(exc)
+        raise SupplyError(self._failed[(name, arch)])
+
+    def _image_or_none(self, name: str, arch: str) -> ImageBuild | None:
+        """An image that fails to build is its cells' error, not its host's nor its other builds'."""
+        try:
+            return self.image(name, arch)
+        except SupplyError:
+            return None
+
+    def _build(self, spec: ImageSpec, arch: str) -> ImageBuild:
+        key = (spec.name, arch)
+        if key not in self._builds:
+            base = self._build(self.matrix.image(spec.base), arch) if spec.base else None
+            self._builds[key], _ = self.build(spec, arch, self.matrix.mirror, BuildCache(self.run.cache_root, "images"), base)
+        return self._builds[key]
+
+    def arch_for(self, image_name: str, host_arch: str) -> str:
+        """The build a host gets from an archive: its own architecture's, or the image's only one."""
+        arches = self.matrix.image(image_name).arches
+        return host_arch if not arches or host_arch in arches else arches[0]
+
+    def carry(self, host: Host) -> list[ImageBuild]:
+        """The archives a starting host takes with it: none for a host that pulls (references
+        never: they are pulled by every host that can)."""
+        if self._pulls(host):
+            return []
+        wanted = sorted(i for i in self.needed.get(host.name, ()) if not self.matrix.image(i).reference)
+        return [built for i in wanted if (built := self._image_or_none(i, self.arch_for(i, host.arch)))]
+
+    # -- facts ----------------------------------------------------------------------------------
+    def _record_build(self, build: ImageBuild) -> None:
+        """The image's facts for the report, and its freshness against the archive as it is now."""
+        spec = self.matrix.image(build.name)
+        record = self.records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base))
+        if build.arch in record.builds:
+            return
+        record.builds[build.arch] = ImageBuildRecord(
+            arch=build.arch,
+            platform=ARCHES[build.arch].platform,
+            image_id=build.image_id,
+            manifest_digest=build.manifest_digest,
+            size=build.size,
+            layers=build.layers,
+            created=build.created,
+            debian_version=build.debian_version,
+            glibc=build.glibc,
+            package_count=build.package_count,
+            recipe_digest=build.digest,
+            labels=build.labels,
+            freshness=freshness_of(build.installed(), spec.release, build.arch, self.matrix.mirror, self.run.cache_root / "archive-indexes"),
+        )
+
+    def _record_reference(self, spec: ImageSpec) -> None:
+        """A reference image's facts, as its registry describes it (its layers are not read)."""
+        if spec.name not in self.records:
+            record = ImageRecord(spec.name, spec.release, reference=spec.reference, source="reference")
+            record.builds, record.index_digest = describe(spec.reference, spec.tls_verify)
+            self.records[spec.name] = record
+
+    def record_cached(self, name: str, host_arch: str) -> None:
+        """A reused cell's image: its facts (and today's freshness) if the cache still has its build."""
+        arch = self.arch_for(name, host_arch) if host_arch else ""
+        if arch not in ARCHES or name in self.records and arch in self.records[name].builds:
+            return
+        cache, spec = BuildCache(self.run.cache_root, "images"), self.matrix.image(name)
+        if spec.reference:
+            self._record_reference(spec)
+            return
+        base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
+        build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
+        if build is not None:
+            self._record_build(build)
+
+    # -- publication ----------------------------------------------------------------------------
+    def publication(self, image_name: str, arch: str) -> Publication:
+        """The image built for the architectures of the run's VM hosts and pushed behind one index
+        (once per run), for a host of `arch`. An architecture whose build fails is left out of the
+        index and its hosts' cells carry that failure; the other architectures' hosts are not held
+        back by it."""
+        if image_name not in self._publications:
+            if self.run.registry is None:
+                raise SupplyError(f"image {image_name}: no registry to publish it to (the run could not start one)")
+            arches = self.matrix.image(image_name).arches or tuple(self.matrix.vm_arches())
+            # Built for the architectures of the run's selected hosts only (a slice of amd64 hosts
+            # builds no arm64 image); all of them when none of those is among the image's own.
+            selected = [a for a in arches if a in self.arches] or list(arches)
+            builds = {a: build for a in selected if (build := self._image_or_none(image_name, a))}
+            if not builds:
+                raise SupplyError(self._failed[(image_name, arch if arch in arches else arches[0])])
+            try:
+                self._publications[image_name] = published = publish(self.run.registry, image_name, builds, index=len(arches) > 1)
+            except RegistryError as exc:
+                raise SupplyError(f"image {image_name}: {exc}") from None
+            record = self.records[image_name]
+            record.reference = published.reference(self.run.registry.split("://", 1)[-1])
+            record.index_digest = published.index_digest
+        if (image_name, arch) in self._failed:
+            raise SupplyError(self._failed[(image_name, arch)])
+        return self._publications[image_name]
+
+    # -- delivery -------------------------------------------------------------------------------
+    def _pulls(self, host: Host) -> bool:
+        return self.matrix.delivery == "registry" and host.pulls()
+
+    def deliver(self, host: Host, image_name: str) -> DeliveryRecord:
+        """Get the image into the host's engine once; the record is the portability evidence."""
+        key = (host.name, image_name)
+        if key not in self.deliveries:
+            spec = self.matrix.image(image_name)
+            if spec.reference:
+                self.deliveries[key] = self._pull_reference(host, spec)
+            elif self._pulls(host):
+                self.deliveries[key] = self._pull(host, image_name)
+            else:
+                self.deliveries[key] = self._load(host, image_name)
+        return self.deliveries[key]
+
+    def forget(self, host_name: str) -> None:
+        """The host starts again (elsewhere): what was delivered to it is gone."""
+        for key in [k for k in self.deliveries if k[0] == host_name]:
+            del self.deliveries[key]
+
+    def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
+        publication = self.publication(image_name, host.arch)
+        reference = publication.reference(guest_registry(self.run.registry or "", host.guest_gateway()))
+        return self._pulled(host, image_name, reference, tls_verify=False)
+
+    def _pull_reference(self, host: Host, spec: ImageSpec) -> DeliveryRecord:
+        """An image published elsewhere: pulled as it is, by its own reference, never built."""
+        if not host.pulls():
+            raise SupplyError(f"image {spec.name} is given by reference ({spec.reference}); host {host.name} takes images from archives, not from registries")
+        self._record_reference(spec)
+        return self._pulled(host, spec.name, guest_reference(spec.reference, host.guest_gateway()), spec.tls_verify)
+
+    def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool) -> DeliveryRecord:
+        self.run.phase(host.name, "pulling", f"image {image_name}")
+        pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify)
+        return self._record(host, image_name, pull, image_id, platform, DeliveryMethod.PULL, reference)
+
+    def _load(self, host: Host, image_name: str) -> DeliveryRecord:
+        image = self.image(image_name, self.arch_for(image_name, host.arch))
+        self.run.phase(host.name, "loading", f"image {image_name}")
+        load = host.load_image(image, host.delivery_timeout)
+        return self._record(host, image_name, load, image.image_id, ARCHES[image.arch].platform, DeliveryMethod.LOAD)
+
+    @staticmethod
+    def _record(host: Host, image_name: str, run: ExecRecord, image_id: str, platform: str, method: DeliveryMethod, reference: str = "") -> DeliveryRecord:
+        wanted = ARCHES[host.arch].platform if host.arch in ARCHES else ""
+        return DeliveryRecord(
+            host=host.name,
+            image=image_name,
+            image_id=image_id,
+            ok=run.exit_code == 0,
+            duration=round(run.duration, 3),
+            command=run.argv,
+            output=clip(run.stdout + run.stderr, 8192),
+            method=method,
+            reference=reference,
+            platform=platform,
+            mismatch=mismatch(platform, wanted) if wanted else "",
+        )

@@ -1,0 +1,98 @@
+"""A stub host kind for tests and bench/scale.py: hosts that answer at once, with what a test
+scripts for each scenario, and image builds that build nothing. Given to a run through
+harness.session.Parts (in a pytest plugin: the PARTS_KEY stash key), never by monkeypatching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from harness.config.model import HostKind, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
+from harness.hosts.kinds.base import HostKindDriver
+from harness.hosts.provider import Host, HostError
+from harness.images.build import ImageBuild
+from harness.results.model import DeliveryRecord, ExecRecord, HostFacts, HostRecord
+
+# What a stub host's scenario run gives: an exit code, an ExecRecord, or an exception to raise.
+Answer = int | ExecRecord | Exception
+
+
+class StubHost(Host):
+    """Every command succeeds at once; `script` gives scenario runs their answers in turn (the last
+    answer repeats), and scenarios whose names end in -fails fail."""
+
+    def __init__(self, spec, script: dict[str, list[Answer]] | None = None, log: list[str] | None = None):
+        super().__init__(spec, HostRecord(spec.name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, settings=spec.settings()))
+        self.script = script if script is not None else {}
+        self.log = log if log is not None else []
+        self.stopped = False
+
+    def _ok(self, argv: list[str], code: int = 0, stdout: str = "stub output\n") -> ExecRecord:
+        self.log.append(" ".join(argv))
+        return ExecRecord(argv, code, stdout, "", 0.0)
+
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+        self.record.boot_seconds, self.record.accel = 0.0, "stub"
+
+    def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
+        return self._ok(["stub", "load", image.name])
+
+    def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        answers = self.script.get(scenario.name)
+        if not answers:
+            return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        self.log.append(f"stub run {image_id} {scenario.name}")
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, ExecRecord):
+            return answer
+        return ExecRecord(["stub", "run", image_id, scenario.name], answer, f"exit {answer}\n", "", 0.0)
+
+    def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        lacking = [c for c in scenario.needs if c.startswith("missing-")]
+        if lacking:
+            return self._ok(["stub", "needs", image_id], 77, f"not applicable: the image has no {' '.join(lacking)}\n")
+        return self._ok(["stub", "needs", image_id])
+
+    def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
+        return [f"stub run {delivery.image} {scenario.name}"]
+
+    def read_facts(self) -> dict[str, str]:
+        return {"kernel": "stub", "machine": self.record.arch}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class StubKind(HostKindDriver):
+    """Provisions StubHosts; `StubKind.hosts` keeps every one made, for tests to look at."""
+
+    kind = HostKind.VM
+    hosts: list[StubHost] = []
+    script: dict[str, list[Answer]] = {}
+    # Called with the host's name before it is provisioned: a test makes it raise.
+    before: Callable[[str], None] = staticmethod(lambda _name: None)
+
+    def provision(self, spec, waiting: Callable[[str], None]) -> Host:
+        type(self).before(spec.name)
+        host = StubHost(spec, type(self).script)
+        type(self).hosts.append(host)
+        return host
+
+    @classmethod
+    def cache_key(cls, spec, matrix: Matrix) -> dict:
+        return {"stub": spec.name}
+
+    @classmethod
+    def doctor(cls, specs, pool: tuple[HypervisorSpec, ...]) -> list[str]:
+        return []
+
+    @classmethod
+    def parse_facts(cls, raw: dict[str, str]) -> HostFacts:
+        return HostFacts(kernel=raw.get("kernel", ""), machine=raw.get("machine", ""), raw=raw)
+
+
+def stub_build(spec: ImageSpec, arch: str, mirror: str, cache, base: ImageBuild | None = None) -> tuple[ImageBuild, bool]:
+    """An image build that builds nothing, with build_image's signature."""
+    return ImageBuild(spec.name, arch, "0" * 64, Path("/dev/null"), f"sha256:{spec.name}-{arch}", 0), False
