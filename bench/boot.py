@@ -19,16 +19,17 @@ from pathlib import Path
 
 from harness.cache import default_root
 from harness.config.load import load_matrix
+from harness.context import RunContext
 from harness.hosts.domain import build_domain_xml
 from harness.hosts.initramfs import newc
-from harness.hosts.provision import Provisioner
+from harness.hosts.kinds.vm import VmKind
 
 MARKER = "BUSYBOX-INIT-REACHED"
 FLOOR_INIT = f"#!/bin/sh\n/bin/busybox echo {MARKER}\n/bin/busybox poweroff -f\n".encode()
 
 
-def ready_seconds(provisioner: Provisioner, spec) -> tuple[float, object]:
-    host = provisioner.provision(spec)
+def ready_seconds(kind: VmKind, spec) -> tuple[float, object]:
+    host = kind.provision(spec, lambda _why: None)
     try:
         host.start([], [])
         return host.record.boot_seconds, host
@@ -42,8 +43,9 @@ def floor_seconds(host, workdir: Path) -> float:
     initrd.write_bytes(host.initramfs_base.read_bytes() + newc([("init", 0o100755, FLOOR_INIT)]))
     console = workdir / "floor-console.log"
     console.unlink(missing_ok=True)
-    spec = host._domain_spec(host.record.accel, ())
-    spec = type(spec)(**{**spec.__dict__, "name": f"{spec.name}-floor-{uuid.uuid4().hex[:6]}", "initrd": initrd, "console_log": console, "disks": ()})
+    kernel = host.files.cached(host.build.kernel, f"{host.build.digest}-kernel")
+    spec = host._domain_spec(host.record.accel, kernel, str(initrd), ())
+    spec = type(spec)(**{**spec.__dict__, "name": f"{spec.name}-floor-{uuid.uuid4().hex[:6]}", "console_log": str(console)})
     started = time.monotonic()
     domain = host.conn.createXML(build_domain_xml(host.vms_dir / "domain.xml", spec), 0)
     try:
@@ -66,28 +68,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     matrix = load_matrix(Path(args.matrix))
-    vm_hosts = [h for h in matrix.hosts if h.kind == "vm"]
+    vm_hosts = matrix.vm_hosts()
     if args.hosts:
         chosen = [h for h in vm_hosts if h.name in args.hosts]
     else:
         chosen = [next(h for h in vm_hosts if h.arch == arch) for arch in ("amd64", "arm64") if any(h.arch == arch for h in vm_hosts)]
     run_id = f"bench-boot-{uuid.uuid4().hex[:6]}"
     cache = default_root()
-    provisioner = Provisioner(matrix, run_id, cache, cache / "runs" / run_id, "qemu:///system")
+    kind = VmKind(matrix, RunContext(run_id, cache, cache / "runs" / run_id / "reports", matrix.pool()))
     print(f"{'host':24} {'accel':5} {'cpu':12} {'ready s':>8} {'floor s':>8} {'ratio':>6}")
     worst = 0.0
     try:
         for spec in chosen:
             ready, floor = [], []
             for _ in range(args.runs):
-                seconds, host = ready_seconds(provisioner, spec)
+                seconds, host = ready_seconds(kind, spec)
                 ready.append(seconds)
                 floor.append(floor_seconds(host, host.workdir))
             ratio = statistics.median(ready) / statistics.median(floor)
             worst = max(worst, ratio)
             print(f"{spec.name:24} {host.record.accel:5} {host.record.cpu_model:12} {statistics.median(ready):8.2f} {statistics.median(floor):8.2f} {ratio:6.2f}")
     finally:
-        provisioner.close()
+        kind.close()
     print(f"worst ratio {worst:.2f} (target <= 2.0)")
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-cell cost on a real booted host (default: the matrix's bookworm-amd64), three ways, N times each:
 
-  harness: MatrixSession.run_cell of a scenario that only exits 0 (what a cell costs in the harness);
+  harness: the cell runner's run() of a scenario that only exits 0 (what a cell costs in the harness);
   direct:  the same `podman run` command line sent through the same guest agent channel;
   bare:    the host's own runtime (crun or runc) running `true` in a prepared bundle of the same image,
            timed inside the guest;
@@ -28,7 +28,8 @@ from pathlib import Path
 
 from harness.cache import default_root
 from harness.config.load import load_matrix
-from harness.session import MatrixSession
+from harness.context import RunContext
+from harness.session import RunSession
 
 TRUE_SCENARIO = "#!/bin/sh\nexit 0\n"
 # Inside the guest: unpack the loaded image's root file system once, then time the bare runtime.
@@ -106,15 +107,17 @@ def main() -> int:
         "scenarios: [exits-0]\n"
     )
     matrix = load_matrix(work / "matrix.yaml")
-    session = MatrixSession(matrix, f"bench-cell-{uuid.uuid4().hex[:6]}", work / "reports", default_root())
+    session = RunSession(matrix, RunContext(f"bench-cell-{uuid.uuid4().hex[:6]}", default_root(), work / "reports", matrix.pool()))
     session.select([(host_spec.name, image_spec.name, "exits-0")] * (args.runs + 1))
+    cell_of = (host_spec.name, image_spec.name, "exits-0")
     try:
-        session.run_cell(host_spec.name, image_spec.name, "exits-0")  # boots and loads: not counted
-        host, delivery = session.prepare(host_spec.name, image_spec.name, "exits-0")
+        host = session.fleet.host(host_spec.name)  # boots and loads: not counted
+        delivery = session.supply.deliver(host, image_spec.name)
+        session.runner.run(host, delivery, matrix.scenario("exits-0"), session.settings(*cell_of))
         harness, direct = [], []
         for _ in range(args.runs):
             started = time.monotonic()
-            cell = session.run_cell(host_spec.name, image_spec.name, "exits-0")
+            cell = session.runner.run(host, delivery, matrix.scenario("exits-0"), session.settings(*cell_of))
             harness.append(time.monotonic() - started)
             assert cell.outcome == "pass", cell
             argv = host.engine.run(f"direct-{uuid.uuid4().hex[:6]}", delivery.image_id, ("/var/lib/harness/scenarios/exits-0", "/harness/scenario"), ["/harness/scenario/run"], matrix.scenario("exits-0").options)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from harness.cache import BuildCache, default_root
 from harness.config.load import load_matrix
-from harness.hosts.provision import Provisioner
+from harness.context import RunContext
+from harness.hosts.kinds.vm import VmKind
 from harness.images.build import build_image
 from harness.registry.publish import guest_registry, publish
 from harness.registry.server import RegistryServer
@@ -38,8 +39,8 @@ def main() -> int:
     registry = RegistryServer(cache / "registry")
     url = registry.start()
     run_id = f"bench-delivery-{uuid.uuid4().hex[:6]}"
-    provisioner = Provisioner(matrix, run_id, cache, cache / "runs" / run_id, "qemu:///system")
-    host = provisioner.provision(spec)
+    kind = VmKind(matrix, RunContext(run_id, cache, cache / "runs" / run_id / "reports", matrix.pool(), registry=url))
+    host = kind.provision(spec, lambda _why: None)
     try:
         reference = publish(url, image_spec.name, {spec.arch: build}).reference(guest_registry(url))
         host.start([build], [])
@@ -55,7 +56,7 @@ def main() -> int:
             host.run(["podman", "rmi", "--force", image_id], timeout=600)
     finally:
         host.stop()
-        provisioner.close()
+        kind.close()
         registry.stop()
     f, p = statistics.median(floor), statistics.median(pulled)
     print(f"{spec.name} ({host.record.accel}), {image_spec.name} {build.size / 2**20:.0f} MiB, median of {args.runs}:")

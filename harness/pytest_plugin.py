@@ -289,17 +289,30 @@ def _session(config: pytest.Config, matrix: Matrix) -> RunSession:
 _SELECTED_KEY = pytest.StashKey[list]()
 
 
-def _finished_cells(config: pytest.Config) -> dict[str, CellResult]:
-    """Cells a --resume run keeps: everything recorded except errors (those said nothing of the image)."""
+def _previous(config: pytest.Config, matrix: Matrix) -> RunResults | None:
+    """With --resume, the results already in the reports directory; a file that cannot be read, or
+    that another matrix wrote, ends the run at once with one line saying so (exit 2)."""
     path = Path(config.option.reports) / "results.json"
     if not config.option.resume or not path.exists():
-        return {}
-    return {k: c for k, c in store.load(path).cells.items() if c.outcome != Outcome.ERROR}
+        return None
+    try:
+        previous = store.load(path)
+    except store.ResultsError as exc:
+        pytest.exit(f"harness: cannot resume: {exc}", returncode=2)
+    if Path(previous.matrix).resolve() != matrix.path.resolve():
+        pytest.exit(f"harness: cannot resume: {path} is the results of {previous.matrix}, not of {matrix.path}", returncode=2)
+    return previous
+
+
+def _finished_cells(config: pytest.Config, matrix: Matrix) -> dict[str, CellResult]:
+    """Cells a --resume run keeps: everything recorded except errors (those said nothing of the image)."""
+    previous = _previous(config, matrix)
+    return {k: c for k, c in previous.cells.items() if c.outcome != Outcome.ERROR} if previous else {}
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    done = _finished_cells(config)
+    done = _finished_cells(config, config.stash[MATRIX_KEY]) if MATRIX_KEY in config.stash else {}
     if done:
         skipped = [i for i in items if isinstance(i, CellItem) and "/".join(i.cell) in done]
         if skipped:
@@ -351,15 +364,14 @@ class ResultsRecorder:
         )
         for host in self.matrix.hosts:
             self.results.hosts[host.name] = planned_record(host)
-        previous = self.reports / "results.json"
-        if self.config.option.resume and previous.exists():
-            old = store.load(previous)
+        old = _previous(self.config, self.matrix)
+        if old is not None:
             self.results.hosts.update({k: v for k, v in old.hosts.items() if k in self.results.hosts})
             self.results.deliveries.update(old.deliveries)
             for image in old.images.values():
                 if image.name in self.results.images:
                     self._merge_image(image)
-            self.results.cells.update(_finished_cells(self.config))
+            self.results.cells.update({k: c for k, c in old.cells.items() if c.outcome != Outcome.ERROR})
         self._classify()
         self._save()
         self._start_registry()

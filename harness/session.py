@@ -52,7 +52,9 @@ class RunSession:
             self.fleet.expect(host)
 
     def settings(self, host: str, image: str, scenario: str) -> CellSettings:
-        return CellSettings.of(self.matrix, cell_key(self.matrix, host, image, scenario))
+        spec = self.matrix.host(host)
+        host_part = self.parts.drivers[spec.kind].cache_key(spec, self.matrix)
+        return CellSettings.of(self.matrix, cell_key(self.matrix, host_part, host, image, scenario))
 
     def reused(self, host: str, image: str, scenario: str, settings: CellSettings) -> CellResult | None:
         """With --reuse, the cell's cached verdict; its host's and delivery's records join the run's."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from harness import __version__
 from harness.cache import digest_of
 from harness.config.model import Matrix, ScenarioSpec
-from harness.hosts.kinds import DRIVERS
 from harness.images.build import image_recipe
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, Outcome
 from harness.results.store import write_atomically
@@ -31,16 +30,18 @@ def _scenario_digest(scenario: ScenarioSpec) -> str:
     return h.hexdigest()
 
 
-def cell_key(matrix: Matrix, host_name: str, image_name: str, scenario_name: str) -> str:
+def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, scenario_name: str) -> str:
+    """host_part: what the host's kind driver says of it (HostKindDriver.cache_key)."""
     host, image, scenario = matrix.host(host_name), matrix.image(image_name), matrix.scenario(scenario_name)
     base = matrix.image(image.base) if image.base else None
     return digest_of(
         {
             "harness": __version__,
-            "host": DRIVERS[host.kind].cache_key(host, matrix),
+            "host": host_part,
             "image": image_recipe(image, host.arch or "native", matrix.mirror),
             "base": image_recipe(base, host.arch or "native", matrix.mirror) if base else None,
             "scenario": _scenario_digest(scenario),
+            "scenario_name": scenario.name,  # where it is mounted in the container
             "scenario_meta": asdict(scenario.options) | {"needs": list(scenario.needs), "mode": scenario.mode, "timeout": scenario.timeout},
         }
     )

@@ -114,7 +114,7 @@ def test_engine_facts_come_from_the_engine(run):
     assert host["accel"] == "engine"
     assert host["facts"]["engine"] == "podman"
     assert host["facts"]["engine_version"] == subprocess.run(["podman", "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True).stdout.strip()
-    assert host["facts"]["endpoint"].startswith("unix://")
+    assert host["facts"]["raw"]["endpoint"].startswith("unix://")
     assert host["arch"] == "amd64"
 
 
@@ -163,7 +163,7 @@ def test_remote_endpoint_over_tcp(tmp_path):
         )
         assert proc.returncode == 0, proc.stdout[-3000:]
         host = json.loads((reports / "results.json").read_text())["hosts"]["local-podman"]
-        assert host["facts"]["endpoint"] == endpoint
+        assert host["facts"]["raw"]["endpoint"] == endpoint
     finally:
         service.terminate()
         service.wait()

@@ -55,7 +55,7 @@ def test_results_record_real_host_and_cells(run):
     _, reports = run
     results = json.loads((reports / "results.json").read_text())
     host = results["hosts"]["bookworm-amd64"]
-    assert host["facts"]["os_codename"] == "bookworm"
+    assert host["facts"]["raw"]["os_codename"] == "bookworm"
     assert host["facts"]["machine"] == "x86_64"
     assert host["facts"]["kernel"].endswith("-cloud-amd64")
     assert host["facts"]["engine"] == "podman" and host["facts"]["engine_version"].startswith("4.")

@@ -49,6 +49,6 @@ def results(tmp_path_factory):
 def test_emulated_host_boots_and_runs_the_classic_case(results, host, machine):
     record = results["hosts"][host]
     assert not record["error"], record["error"]
-    assert record["facts"]["machine"] == machine and record["facts"]["os_codename"] == host.split("-")[0]
+    assert record["facts"]["machine"] == machine and record["facts"]["raw"]["os_codename"] == host.split("-")[0]
     assert record["accel"] == "qemu" and record["boot_seconds"]
     assert results["cells"][f"{host}/debian-sid/useradd"]["outcome"] == "pass"

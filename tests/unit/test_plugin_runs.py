@@ -1,0 +1,96 @@
+"""The pytest plugin's run paths through pytester, on stub hosts (tests/stub_host.py): a run
+recorded in results.json and JUnit, --resume keeping finished cells and running the errors again,
+and --reuse taking unchanged cells from the result cache without starting any host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config.model import HostKind
+from harness.hosts.provider import HostError
+from harness.pytest_plugin import PARTS_KEY
+from harness.session import Parts
+from tests.conftest import add_scenario, write_matrix
+from tests.stub_host import StubKind, stub_build
+
+pytest_plugins = ["pytester"]
+
+MATRIX = """
+version: 1
+retries: 0
+delivery: archive
+hypervisors: [{uri: "test:///default"}]
+hosts:
+  - {name: h1, release: bookworm, arch: amd64, engine: podman}
+  - {name: h2, release: trixie, arch: amd64, engine: podman}
+images:
+  - {name: img, release: bookworm}
+scenarios: [ok, ok-fails]
+"""
+
+
+class Stubs:
+    """A plugin giving the run stub hosts and builds, as bench/stub_provider.py does."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[PARTS_KEY] = Parts(drivers={HostKind.VM: StubKind}, build_image=stub_build)
+
+
+@pytest.fixture
+def matrix(tmp_path, repo_root):
+    (tmp_path / "vms").symlink_to(repo_root / "vms")
+    for name in ("ok", "ok-fails"):
+        add_scenario(tmp_path / "scenarios", name, "#!/bin/sh\nexit 0\n")
+    StubKind.hosts, StubKind.script, StubKind.before = [], {}, staticmethod(lambda _name: None)
+    return write_matrix(tmp_path, MATRIX)
+
+
+def run(pytester: pytest.Pytester, matrix, reports, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={matrix.parent / 'cache'}", "--progress=quiet", f"--junitxml={reports / 'junit.xml'}", "-p", "no:cacheprovider", *args, plugins=[Stubs()])
+    return result, json.loads((reports / "results.json").read_text())
+
+
+def test_a_run_records_every_cell_and_its_verdict(pytester, matrix, tmp_path):
+    result, data = run(pytester, matrix, tmp_path / "reports")
+    result.assert_outcomes(passed=2, failed=2)
+    assert {k: c["outcome"] for k, c in data["cells"].items()} == {
+        "h1/img/ok": "pass", "h1/img/ok-fails": "fail", "h2/img/ok": "pass", "h2/img/ok-fails": "fail",
+    }
+    assert data["hosts"]["h1"]["health"] == "ok" and data["hosts"]["h1"]["facts"]["kernel"] == "stub"
+    assert data["deliveries"]["h1/img"]["method"] == "load"
+    assert data["pairs"]["h1/img"]["klass"] == "supported-fail"
+    assert (tmp_path / "reports" / "matrix.html").exists() and 'name="h1/img/ok-fails"' not in ""  # rendered
+    assert (tmp_path / "reports" / "junit.xml").read_text().count("<testcase") == 4
+
+
+def test_resume_keeps_finished_cells_and_runs_the_errors_again(pytester, matrix, tmp_path):
+    def broken(name):
+        if name == "h2":
+            raise HostError("host h2 did not become ready: stub")
+
+    StubKind.before = staticmethod(broken)
+    result, first = run(pytester, matrix, tmp_path / "reports")
+    assert {c["outcome"] for k, c in first["cells"].items() if k.startswith("h2/")} == {"error"}
+    assert "did not become ready" in first["hosts"]["h2"]["error"]
+    result.assert_outcomes(passed=1, failed=1, errors=2)
+
+    StubKind.hosts, StubKind.before = [], staticmethod(lambda _name: None)
+    result, second = run(pytester, matrix, tmp_path / "reports", "--resume")
+    assert [h.name for h in StubKind.hosts] == ["h2"]  # h1's cells were kept: it was not started again
+    result.assert_outcomes(passed=1, failed=1)
+    assert second["cells"]["h1/img/ok"] == first["cells"]["h1/img/ok"]
+    assert second["cells"]["h2/img/ok"]["outcome"] == "pass" and not second["hosts"]["h2"]["error"]
+
+
+def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester, matrix, tmp_path):
+    run(pytester, matrix, tmp_path / "first")
+    StubKind.hosts = []
+    result, again = run(pytester, matrix, tmp_path / "second", "--reuse")
+    assert StubKind.hosts == []
+    result.assert_outcomes(passed=2, failed=2)
+    assert all(c["message"].startswith("reused from the result cache") for c in again["cells"].values())
+    assert {k: c["host"] for k, c in again["cells"].items()} == {k: k.split("/")[0] for k in again["cells"]}
+    assert again["hosts"]["h2"]["health"] == "ok"  # the record of the run that judged it
