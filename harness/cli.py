@@ -11,23 +11,24 @@ from harness.config.load import MatrixError, load_matrix
 from harness.config.model import Matrix
 
 
-def _validate(matrix: str) -> int:
+def _load(path: str) -> Matrix:
+    """The matrix, or its mistakes printed (a line each) and exit 2."""
     try:
-        m = load_matrix(matrix)
+        return load_matrix(path)
     except MatrixError as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        sys.exit(2)
+
+
+def _validate(matrix: str) -> int:
+    m = _load(matrix)
     cells = len(m.hosts) * len(m.images) * len(m.scenarios)
     print(f"{matrix}: ok ({len(m.hosts)} hosts x {len(m.images)} images x {len(m.scenarios)} scenarios = {cells} cells)")
     return 0
 
 
 def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    try:
-        matrix = load_matrix(args.matrix)
-    except MatrixError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    matrix = _load(args.matrix)
     missing = _doctor(matrix, args.hypervisor)
     if missing:
         print("harness: this machine cannot run the matrix yet:", file=sys.stderr)
@@ -110,11 +111,7 @@ def _hosts(args: argparse.Namespace) -> int:
     from harness.hosts.build import build_host, host_recipe
     from harness.mmdebstrap import BuildError
 
-    try:
-        matrix = load_matrix(args.matrix)
-    except MatrixError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    matrix = _load(args.matrix)
     cache = BuildCache(default_root(), "hosts")
     vm_hosts = matrix.vm_hosts()
     used = {digest_of(host_recipe(h, matrix.vms_dir)): h.name for h in vm_hosts}
@@ -272,11 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _doctor_command(args: argparse.Namespace) -> int:
     """What this machine lacks for the matrix's hosts, on the pool a run of it would use."""
-    try:
-        matrix = load_matrix(args.matrix)
-    except MatrixError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+    matrix = _load(args.matrix)
     missing = _doctor(matrix, args.hypervisor)
     if not missing:
         print(f"{args.matrix}: this machine can run its hosts")

@@ -11,7 +11,7 @@ from harness.config.model import HostKind, HypervisorSpec, ImageSpec, Matrix, Sc
 from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.provider import Host, HostError
 from harness.images.build import ImageBuild
-from harness.results.model import DeliveryRecord, ExecRecord, HostFacts, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
 
 # What a stub host's scenario run gives: an exit code, an ExecRecord, or an exception to raise.
 Answer = int | ExecRecord | Exception
@@ -87,10 +87,6 @@ class StubKind(HostKindDriver):
     @classmethod
     def doctor(cls, specs, pool: tuple[HypervisorSpec, ...]) -> list[str]:
         return []
-
-    @classmethod
-    def parse_facts(cls, raw: dict[str, str]) -> HostFacts:
-        return HostFacts(kernel=raw.get("kernel", ""), machine=raw.get("machine", ""), raw=raw)
 
 
 def stub_build(spec: ImageSpec, arch: str, mirror: str, cache, base: ImageBuild | None = None) -> tuple[ImageBuild, bool]:

@@ -12,9 +12,8 @@ from harness.config.kinds.engine import EngineHostSpec
 from harness.config.model import HostKind, HypervisorSpec, Matrix
 from harness.engines.service import PodmanService, stop_orphaned
 from harness.hosts.engine import EngineHost, default_endpoint
-from harness.hosts.kinds.base import HostKindDriver, as_int
+from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.provider import Host, HostError
-from harness.results.model import HostFacts
 from harness.runs import Cleaned
 
 
@@ -61,20 +60,3 @@ class EngineKind(HostKindDriver):
         """The podman API service a killed run started."""
         if stopped := stop_orphaned():
             cleaned.services.append(stopped)
-
-    @classmethod
-    def parse_facts(cls, raw: dict[str, str]) -> HostFacts:
-        """hosts/engine.py reads the engine's info and version endpoints into these keys."""
-        return HostFacts(
-            os=raw.get("os_pretty_name", ""),
-            kernel=raw.get("kernel", ""),
-            machine=raw.get("machine", ""),
-            cpus=as_int(raw.get("cpus")),
-            memory_kib=as_int(raw.get("memory_kib")),
-            cgroup=raw.get("cgroup", ""),
-            lsm=raw.get("lsm", ""),
-            engine=raw.get("engine", ""),
-            engine_version=raw.get("engine_version", ""),
-            runtime=raw.get("runtime", ""),
-            raw=dict(raw),
-        )

@@ -16,10 +16,9 @@ from harness.hosts.domain import owner_of
 from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
 from harness.hosts.hypervisors import HypervisorPool
 from harness.hosts.initramfs import cached_base
-from harness.hosts.kinds.base import HostKindDriver, as_int
+from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.libvirt import LibvirtHost, connect
 from harness.hosts.provider import Host, HostError
-from harness.results.model import HostFacts
 from harness.runs import Cleaned, claim, lives
 from harness.setup.doctor import problems
 
@@ -94,22 +93,3 @@ class VmKind(HostKindDriver):
             except libvirt.libvirtError:
                 continue  # no harness volumes there (this machine's own hypervisor uses files in place)
             cleaned.volumes += remove_run_volumes(pool, lambda name: not any(name.startswith(f"{PER_RUN}{run}-") for run in spare))
-
-    @classmethod
-    def parse_facts(cls, raw: dict[str, str]) -> HostFacts:
-        """vms/guest/facts prints key=value lines."""
-        return HostFacts(
-            os=raw.get("os_pretty_name", ""),
-            kernel=raw.get("kernel", ""),
-            machine=raw.get("machine", ""),
-            cpus=as_int(raw.get("cpus")),
-            memory_kib=as_int(raw.get("memory_kib")),
-            page_size=as_int(raw.get("page_size")),
-            cgroup=raw.get("cgroup", ""),
-            lsm=raw.get("lsm", ""),
-            engine=raw.get("engine", ""),
-            engine_version=raw.get("engine_version", ""),
-            runtime=raw.get("runtime", ""),
-            runtime_version=raw.get("runtime_version", ""),
-            raw=dict(raw),
-        )
