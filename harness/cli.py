@@ -171,7 +171,7 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     """Exit 1 when a pair regressed, so CI can gate on it."""
-    from harness.report.diff import as_text, changes, render_diff
+    from harness.report.diff import Transition, as_text, changes, render_diff
     from harness.results import store
 
     try:
@@ -183,7 +183,7 @@ def _diff(args: argparse.Namespace) -> int:
     print(as_text(found))
     page = render_diff(old, new, Path(args.html) if args.html else Path(args.new).parent / "diff.html")
     print(f"page: {page}")
-    return 1 if any(c.kind == "regression" for c in found) else 0
+    return 1 if any(c.kind == Transition.REGRESSION for c in found) else 0
 
 
 def _engine_serve(args: argparse.Namespace) -> int:

@@ -28,24 +28,33 @@ def is_supported(policy: Policy, host: HostRecord, image: ImageRecord) -> tuple[
 
 
 def pair_status(cells: list[CellResult], delivery: DeliveryRecord | None) -> str:
+    """What the pair's cells observed, most telling first."""
     if delivery is not None and not delivery.ok:
         return "not-portable"
     if not cells:
         return "pending"
-    if any(c.outcome.broken for c in cells):  # the outcomes that count against the image
+    outcomes = {c.outcome for c in cells}
+    if any(o.broken for o in outcomes):  # the outcomes that count against the image
         return "broken"
-    if any(c.outcome == Outcome.ERROR for c in cells):
+    if any(o.infrastructure for o in outcomes):
         return "error"
+    if outcomes == {Outcome.NOT_APPLICABLE}:
+        return "not-tested"
+    if outcomes & {Outcome.FLAKY, Outcome.FIXED}:
+        return "flaky"
+    if Outcome.KNOWN_ISSUE in outcomes:
+        return "known-issues"
     return "works"
+
+
+# (supported, status) -> class; the statuses that are a class of their own whatever the policy says
+# are not-portable, error, pending and not-tested.
+_SUPPORTED = {"works": PairClass.SUPPORTED_PASS, "flaky": PairClass.SUPPORTED_FLAKY, "known-issues": PairClass.SUPPORTED_KNOWN_ISSUES, "broken": PairClass.SUPPORTED_FAIL}
+_UNSUPPORTED = {"works": PairClass.UNSUPPORTED_WORKS, "flaky": PairClass.UNSUPPORTED_WORKS, "known-issues": PairClass.UNSUPPORTED_BROKEN, "broken": PairClass.UNSUPPORTED_BROKEN}
 
 
 def classify(policy: Policy, host: HostRecord, image: ImageRecord, cells: list[CellResult], delivery: DeliveryRecord | None) -> PairResult:
     supported, reason = is_supported(policy, host, image)
     status = pair_status(cells, delivery)
-    if status in ("not-portable", "error", "pending"):
-        klass = PairClass(status)
-    elif supported:
-        klass = PairClass.SUPPORTED_PASS if status == "works" else PairClass.SUPPORTED_FAIL
-    else:
-        klass = PairClass.UNSUPPORTED_WORKS if status == "works" else PairClass.UNSUPPORTED_BROKEN
+    klass = (_SUPPORTED if supported else _UNSUPPORTED).get(status) or PairClass(status)
     return PairResult(host.name, image.name, supported, reason, status, klass)

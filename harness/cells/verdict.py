@@ -13,6 +13,10 @@ from harness.hosts.provider import NOT_APPLICABLE
 from harness.results.model import Attempt, CellResult, ExecRecord, Outcome, clip
 
 
+# podman's and docker's exit code when they could not create or start the container at all.
+ENGINE_FAILED = 125
+
+
 def judge(execution: ExecRecord) -> tuple[Outcome, str]:
     """(outcome, message) for a finished scenario run."""
     if execution.timed_out:
@@ -22,9 +26,14 @@ def judge(execution: ExecRecord) -> tuple[Outcome, str]:
     if execution.exit_code == NOT_APPLICABLE:
         reason = (execution.stdout.strip().splitlines() or ["the scenario says it does not apply"])[-1]
         return Outcome.NOT_APPLICABLE, reason
-    if execution.exit_code in (125, 126, 127):
-        # podman's own exit codes: the container could not be created or its command not started.
-        return Outcome.FAIL, f"the engine could not start the scenario (exit {execution.exit_code})"
+    if execution.exit_code == ENGINE_FAILED:
+        # The engine's own: the container could not be created or started. Not the image's doing.
+        said = (execution.stderr.strip() or execution.stdout.strip()).splitlines()
+        return Outcome.ENGINE_ERROR, f"the engine could not create or start the container (exit 125){': ' + said[-1] if said else ''}"
+    if execution.exit_code in (126, 127):
+        # The engine's exit codes for the image's side: the command cannot be invoked, or is missing.
+        what = "cannot be invoked" if execution.exit_code == 126 else "was not found in the image"
+        return Outcome.FAIL, f"the scenario's command {what} (exit {execution.exit_code})"
     return Outcome.FAIL, f"the scenario exited with {execution.exit_code}"
 
 

@@ -1,12 +1,45 @@
-"""Compare two runs: which host x image pairs changed class (a regression is supported-pass -> anything else)."""
+"""Compare two runs: which host x image pairs changed class, and how (Transition)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from harness.report.render import _environment
 from harness.results.model import PairClass, RunResults
+
+
+class Transition(StrEnum):
+    """How a pair's class moved from one run to the next (the README's table); only a regression
+    makes `harness diff` exit 1. Declared in the order the changes are listed."""
+
+    REGRESSION = "regression"
+    NOT_RUN = "not run this time"
+    IMPROVEMENT = "improvement"
+    CHANGED = "changed"
+    ADDED = "added"
+    REMOVED = "removed"
+
+
+# What a supported pair that passed may not become: it fails, errors, is not portable, or passes
+# only because a failure is listed as a known issue.
+REGRESSED = {PairClass.SUPPORTED_FAIL, PairClass.ERROR, PairClass.NOT_PORTABLE, PairClass.SUPPORTED_KNOWN_ISSUES}
+WORKING = {PairClass.SUPPORTED_PASS, PairClass.UNSUPPORTED_WORKS}
+
+
+def transition(old: PairClass | None, new: PairClass | None) -> Transition:
+    if old is None:
+        return Transition.ADDED
+    if new is None:
+        return Transition.REMOVED
+    if new == PairClass.PENDING:  # in the matrix, but no cell of it ran this time (-k, -x)
+        return Transition.NOT_RUN
+    if old == PairClass.SUPPORTED_PASS and new in REGRESSED:
+        return Transition.REGRESSION
+    if new in WORKING and old not in WORKING | {PairClass.PENDING}:
+        return Transition.IMPROVEMENT
+    return Transition.CHANGED
 
 
 @dataclass(frozen=True)
@@ -16,10 +49,8 @@ class Change:
     new: PairClass | None
 
     @property
-    def kind(self) -> str:
-        if self.old is None or self.new is None:
-            return "added" if self.old is None else "removed"
-        return "regression" if self.new.rank > self.old.rank else "improvement"
+    def kind(self) -> Transition:
+        return transition(self.old, self.new)
 
     @property
     def old_label(self) -> str:
@@ -37,13 +68,14 @@ def changes(old: RunResults, new: RunResults) -> list[Change]:
         after = new.pairs[key].klass if key in new.pairs else None
         if before != after:
             out.append(Change(key, before, after))
-    return sorted(out, key=lambda c: (c.kind != "regression", c.pair))
+    order = list(Transition)
+    return sorted(out, key=lambda c: (order.index(c.kind), c.pair))
 
 
 def as_text(found: list[Change]) -> str:
     if not found:
         return "no pair changed class"
-    return "\n".join(f"{c.kind:12} {c.pair}: {c.old_label} -> {c.new_label}" for c in found)
+    return "\n".join(f"{c.kind.value:<18}{c.pair}: {c.old_label} -> {c.new_label}" for c in found)
 
 
 def render_diff(old: RunResults, new: RunResults, out: Path) -> Path:

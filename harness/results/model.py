@@ -35,6 +35,7 @@ class Outcome(StrEnum):
     FAIL = "fail"
     TIMEOUT = "timeout"
     FIXED = "fixed?"
+    ENGINE_ERROR = "engine-error"  # the engine could not create or start the container (exit 125)
     ERROR = "error"
     KNOWN_ISSUE = "known-issue"
     FLAKY = "flaky"
@@ -54,15 +55,24 @@ class Outcome(StrEnum):
     def passed(self) -> bool:
         return self in (Outcome.PASS, Outcome.FLAKY)
 
+    @property
+    def infrastructure(self) -> bool:
+        """The host's, the engine's or the harness's trouble: never the image's."""
+        return self in (Outcome.ERROR, Outcome.ENGINE_ERROR)
+
 
 class PairClass(StrEnum):
-    """The supportability verdict of a host x image pair, in the report's order: for a vendor, the
-    first is the loudest, and moving down the list from one run to the next is an improvement."""
+    """The supportability verdict of a host x image pair, in the report's order, the loudest first.
+    Each says exactly what was observed: a supported pair passes only when every applicable
+    scenario passed at the first attempt with no known issue."""
 
     SUPPORTED_FAIL = "supported-fail"
+    SUPPORTED_FLAKY = "supported-flaky"  # passed, but a cell failed before passing, or a known issue's cell passes now
+    SUPPORTED_KNOWN_ISSUES = "supported-known-issues"  # passes, but for cells failing as listed bugs say
     SUPPORTED_PASS = "supported-pass"
     UNSUPPORTED_WORKS = "unsupported-works"
     UNSUPPORTED_BROKEN = "unsupported-broken"
+    NOT_TESTED = "not-tested"  # no scenario applied to the image
     NOT_PORTABLE = "not-portable"
     ERROR = "error"
     PENDING = "pending"
@@ -72,28 +82,21 @@ class PairClass(StrEnum):
         return _CLASS_LABELS[self]
 
     @property
-    def rank(self) -> int:
-        """Best (0) to worst for a vendor: a pair whose rank grows between runs regressed."""
-        return _CLASS_RANKS[self]
+    def supported_and_passing(self) -> bool:
+        return self == PairClass.SUPPORTED_PASS
 
 
 _CLASS_LABELS = {
     PairClass.SUPPORTED_FAIL: "supported, FAILING",
+    PairClass.SUPPORTED_FLAKY: "supported, flaky",
+    PairClass.SUPPORTED_KNOWN_ISSUES: "supported, passing with known issues",
     PairClass.SUPPORTED_PASS: "supported, passing",
     PairClass.UNSUPPORTED_WORKS: "works, unsupported",
     PairClass.UNSUPPORTED_BROKEN: "broken, unsupported",
+    PairClass.NOT_TESTED: "not tested (no scenario applied)",
     PairClass.NOT_PORTABLE: "not portable",
-    PairClass.ERROR: "error (host or harness)",
+    PairClass.ERROR: "error (host, engine or harness)",
     PairClass.PENDING: "not run",
-}
-_CLASS_RANKS = {
-    PairClass.SUPPORTED_PASS: 0,
-    PairClass.UNSUPPORTED_WORKS: 1,
-    PairClass.PENDING: 2,
-    PairClass.ERROR: 3,
-    PairClass.UNSUPPORTED_BROKEN: 4,
-    PairClass.NOT_PORTABLE: 5,
-    PairClass.SUPPORTED_FAIL: 6,
 }
 
 # The enums results.json's schema takes its value lists from (harness/results/schema.py).
@@ -319,7 +322,7 @@ class PairResult:
     image: str
     supported: bool
     support_reason: str
-    status: str  # works, broken, error, not-portable, pending
+    status: str  # works, flaky, known-issues, broken, not-tested, error, not-portable, pending
     klass: PairClass
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 from harness.cache import BuildCache, default_root
 from harness.config.model import ImageSpec
 from harness.images.build import build_image
-from harness.images.freshness import judge
+from harness.images.freshness import freshness_of
 from tests.conftest import LOCAL_PODMAN_HOST, needs_podman, project_copy, run_harness, write_matrix
 
 MIRROR = "http://deb.debian.org/debian"
@@ -31,7 +31,7 @@ def test_an_image_never_updated_is_graded_against_the_real_security_archive():
     spec = ImageSpec("bullseye-as-released", "bullseye", ("passwd",), ("/bin/bash",), updates=False)
     build, _ = build_image(spec, "amd64", MIRROR, BuildCache(default_root(), "images"))
     assert build.labels["org.debian.sources"] == f"deb {MIRROR} bullseye main"
-    fresh = judge(build.installed(), "bullseye", "amd64", MIRROR, default_root() / "archive-indexes")
+    fresh = freshness_of(build.installed(), "bullseye", "amd64", MIRROR, default_root() / "archive-indexes")
     assert fresh.error == "" and fresh.checked == build.package_count > 50
     assert fresh.against == "http://deb.debian.org/debian-security bullseye-security"
     assert fresh.outdated == len(fresh.updates) > 0 and fresh.grade != "A", fresh

@@ -36,7 +36,14 @@ def test_outcomes_of_one_run():
     assert run(0).outcome == Outcome.PASS
     failed = run(1)
     assert (failed.outcome, failed.message, failed.exit_code) == (Outcome.FAIL, "the scenario exited with 1", 1)
-    assert run(125).outcome == Outcome.FAIL and "engine could not start" in run(125).message
+    assert run(127).outcome == Outcome.FAIL and run(127).message == "the scenario's command was not found in the image (exit 127)"
+
+
+def test_exit_125_is_the_engines_error_with_its_message_not_the_images_failure():
+    refused = ExecRecord(["podman", "run"], 125, "", "Error: crun: creating cgroup directory: Permission denied: OCI permission denied\n", 0.2)
+    result = run(refused)
+    assert result.outcome == Outcome.ENGINE_ERROR and result.outcome.infrastructure and not result.outcome.broken
+    assert result.message == "the engine could not create or start the container (exit 125): Error: crun: creating cgroup directory: Permission denied: OCI permission denied"
     lacking = run(ExecRecord(["x"], 77, "not applicable: the image has no useradd\n", "", 0.1))
     assert (lacking.outcome, lacking.message) == (Outcome.NOT_APPLICABLE, "not applicable: the image has no useradd")
 
