@@ -12,12 +12,15 @@ from harness.config.model import Matrix
 
 
 def _load(path: str) -> Matrix:
-    """The matrix, or its mistakes printed (a line each) and exit 2."""
+    """The matrix (its warnings printed), or its mistakes printed (a line each) and exit 2."""
     try:
-        return load_matrix(path)
+        matrix = load_matrix(path)
     except MatrixError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)
+    for warning in matrix.warnings:
+        print(warning, file=sys.stderr)
+    return matrix
 
 
 def _validate(matrix: str) -> int:
@@ -48,6 +51,8 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         f"--reports={reports}",
         *[f"--hypervisor={uri}" for uri in args.hypervisor or ()],
         f"--junitxml={reports / 'junit.xml'}",
+        "-o",
+        "junit_logging=system-out",  # a flaky cell's failed attempts, which it prints
         "-p",
         "no:cacheprovider",
         "--rootdir",

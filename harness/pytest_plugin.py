@@ -144,8 +144,12 @@ class CellFailed(Exception):
 
 class CellItem(pytest.Item):
     """One host x image x scenario cell. Setup asks the fleet for the host and the supply for the
-    image, once (a failure there is a pytest *error*); the call hands both to the cell runner. Not
-    applicable is a skip, a known issue an xfail."""
+    image, once, and hands both to the cell runner; the call reports the cell's final result.
+
+    So in pytest's terms (and JUnit's): the host's, the engine's or the harness's trouble is an
+    *error* (raised in setup), the image's failure a *failure*, not applicable a *skip*, a known
+    issue a *skip* naming its bug, and a flaky cell a pass whose failed attempts are printed (JUnit's
+    system-out) and named in a property."""
 
     cell: tuple[str, str, str]
     result: CellResult | None = None
@@ -172,6 +176,10 @@ class CellItem(pytest.Item):
         self.result = session.reused(*self.cell, self.settings)
         if self.result is None:
             self._prepare(session)
+            self.result = self._run(session)
+        if self.result.outcome.infrastructure:
+            self._record(session, self.result)
+            raise CellFailed(self.result)
 
     def _prepare(self, session: RunSession) -> None:
         """The host up and the image in its engine, or the cell's error (the host's or the supply's)."""
@@ -198,15 +206,17 @@ class CellItem(pytest.Item):
             raise CellFailed(self.result)
 
     def runtest(self) -> None:
-        session = _session(self.config, self.matrix)
-        if self.result is None:
-            self.result = self._run(session)
         result = self.result
-        self._record(session, result)
+        self._record(_session(self.config, self.matrix), result)
         if result.outcome == Outcome.NOT_APPLICABLE:
             pytest.skip(result.message)
         if result.outcome == Outcome.KNOWN_ISSUE:
-            pytest.xfail(result.message)
+            pytest.skip(f"known issue {result.bug}: {result.message}")
+        if result.outcome == Outcome.FLAKY:
+            self.user_properties.append(("flaky", result.message))
+            for number, attempt in enumerate(result.attempts, 1):
+                print(f"attempt {number}: {attempt.outcome}, exit {attempt.exit_code}, {attempt.duration} s")
+                print(f"--- stdout ---\n{attempt.stdout}--- stderr ---\n{attempt.stderr}")
         if not result.outcome.passed:
             raise CellFailed(result)
 

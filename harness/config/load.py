@@ -96,6 +96,12 @@ def _schema_problem(loc: _Located, error: jsonschema.ValidationError) -> str:
     if error.validator == "anyOf" and all(set(branch) == {"required"} for branch in error.validator_value):
         keys = " or ".join(repr(b["required"][0]) for b in error.validator_value)
         return loc.problem(path, f"needs {keys}")
+    if error.validator == "uniqueItems":
+        return loc.problem(path, f"{error.instance!r} repeats a value")
+    if error.validator == "minimum":
+        return loc.problem(path, f"{error.instance!r} is negative")
+    if error.validator == "pattern" and path and path[-1] == "bug":
+        return loc.problem(path, f"{error.instance!r} is not an http(s) link")
     if error.validator == "const" and path == ["version"]:
         return loc.problem(path, f"unsupported matrix version {error.instance!r} (this harness reads version 1)")
     return loc.problem(path, error.message)
@@ -231,6 +237,23 @@ def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], 
     return tuple(images), problems
 
 
+def _unmatched(data: dict, loc: _Located, hosts, images, scenarios) -> tuple[str, ...]:
+    """A known issue, include or exclude whose pattern matches no cell of the matrix: most likely a
+    typo, which would silently change nothing (a warning, not an error: a matrix may be cut down)."""
+    cells = [(h.name, i.name, s.name) for h in hosts for i in images for s in scenarios]
+    found = []
+    for index, entry in enumerate(data.get("known_issues", ())):
+        pattern = _pattern(entry)
+        if not any(pattern.matches(*cell) for cell in cells):
+            found.append(loc.problem(["known_issues", index], f"warning: known issue {entry['bug']} matches no cell ({pattern.host} x {pattern.image} x {pattern.scenario})"))
+    for key in ("include", "exclude"):
+        for index, entry in enumerate(data.get("policy", {}).get(key, ())):
+            pattern = _pattern(entry)
+            if not any(pattern.matches(h, i) for h, i, _ in cells):
+                found.append(loc.problem(["policy", key, index], f"warning: {key} pattern matches no host x image pair ({pattern.host} x {pattern.image})"))
+    return tuple(found)
+
+
 def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     base = path.parent
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
@@ -253,6 +276,9 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         problems.append(loc.problem(["vms"] if "vms" in data else [], f"no domain template {_display_name(vms_dir / 'domain.xml')}"))
     if problems:
         raise MatrixError(problems)
+    known_issues = tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ()))
+    policy = _policy(data.get("policy", {}))
+    warnings = _unmatched(data, loc, hosts, images, tuple(scenarios))
     return Matrix(
         path=path,
         mirror=data.get("mirror", DEFAULT_MIRROR),
@@ -262,8 +288,9 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         images=images,
         scenarios=tuple(scenarios),
         defaults=defaults,
-        policy=_policy(data.get("policy", {})),
-        known_issues=tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ())),
+        policy=policy,
+        known_issues=known_issues,
+        warnings=warnings,
         retries=data.get("retries", 1),
         delivery=data.get("delivery", "registry"),
         hypervisors=hypervisors or (LOCAL_HYPERVISOR,),

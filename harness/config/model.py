@@ -223,6 +223,7 @@ class Matrix:
     retries: int = 1
     delivery: str = "registry"  # or "archive": how images reach VM hosts
     hypervisors: tuple[HypervisorSpec, ...] = (LOCAL_HYPERVISOR,)
+    warnings: tuple[str, ...] = ()  # file:line: warning: ... (a pattern that matches nothing)
 
     def vm_arches(self) -> list[str]:
         """The architectures of the VM hosts: what every image is built and published for."""

@@ -13,6 +13,7 @@ from harness.hosts.provider import HostError
 from harness.pytest_plugin import PARTS_KEY
 from harness.session import Parts
 from tests.conftest import add_scenario, write_matrix
+from harness.results.model import ExecRecord
 from tests.stub_host import StubKind, stub_build
 
 pytest_plugins = ["pytester"]
@@ -94,3 +95,51 @@ def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester,
     assert all(c["message"].startswith("reused from the result cache") for c in again["cells"].values())
     assert {k: c["host"] for k, c in again["cells"].items()} == {k: k.split("/")[0] for k in again["cells"]}
     assert again["hosts"]["h2"]["health"] == "ok"  # the record of the run that judged it
+
+
+JUNIT_MATRIX = """
+version: 1
+retries: 1
+delivery: archive
+hypervisors: [{uri: "test:///default"}]
+hosts:
+  - {name: h1, release: bookworm, arch: amd64, engine: podman}
+  - {name: down, release: bookworm, arch: amd64, engine: podman}
+images:
+  - {name: img, release: bookworm}
+scenarios: [ok, flaky, broken-fails, known-fails, lacking, refused]
+known_issues:
+  - {scenario: known-fails, bug: "https://bugs.example/7", note: "listed"}
+"""
+
+
+def test_junit_says_whose_trouble_each_cell_is(pytester, matrix, tmp_path):
+    """Host and engine trouble are <error>; the image's failure a <failure>; not applicable and
+    known issues <skipped> (the bug named); a flaky cell passes, carrying its failed attempt."""
+    import xml.etree.ElementTree as ET
+
+    for name in ("flaky", "broken-fails", "known-fails", "refused"):
+        add_scenario(tmp_path / "scenarios", name, "#!/bin/sh\nexit 0\n")
+    add_scenario(tmp_path / "scenarios", "lacking", "#!/bin/sh\nexit 0\n", "purpose: p\ndimension: engine\nneeds: [missing-tool]\n")
+    write_matrix(tmp_path, JUNIT_MATRIX)
+    StubKind.script = {"flaky": [ExecRecord(["stub"], 1, "first try\n", "boom\n", 0.1), 0], "refused": [ExecRecord(["podman"], 125, "", "Error: OCI runtime error\n", 0.1)]}
+
+    def down(name):
+        if name == "down":
+            raise HostError("host down did not become ready: stub")
+
+    StubKind.before = staticmethod(down)
+    result, data = run(pytester, matrix, tmp_path / "reports", "-o", "junit_logging=system-out")
+    cases = {c.get("name"): c for c in ET.parse(tmp_path / "reports" / "junit.xml").getroot().iter("testcase") if c.get("classname").endswith("h1")}
+    tag = lambda name: [child.tag for child in cases[name] if child.tag in ("error", "failure", "skipped")]  # noqa: E731
+    assert tag("img/ok") == [] and tag("img/flaky") == []
+    flaky = cases["img/flaky"]
+    assert "attempt 1: fail, exit 1" in flaky.find("system-out").text and "boom" in flaky.find("system-out").text
+    assert any(p.get("name") == "flaky" for p in flaky.iter("property"))
+    assert tag("img/broken-fails") == ["failure"]
+    assert tag("img/refused") == ["error"] and data["cells"]["h1/img/refused"]["outcome"] == "engine-error"
+    assert tag("img/lacking") == ["skipped"]
+    assert tag("img/known-fails") == ["skipped"] and "https://bugs.example/7" in cases["img/known-fails"].find("skipped").get("message")
+    down_cases = [c for c in ET.parse(tmp_path / "reports" / "junit.xml").getroot().iter("testcase") if c.get("classname", "").endswith("down")]
+    assert len(down_cases) == 6 and all([ch.tag for ch in c if ch.tag in ("error", "failure")] == ["error"] for c in down_cases)
+    assert data["pairs"]["h1/img"]["klass"] == "supported-fail"

@@ -185,3 +185,34 @@ def test_an_image_given_by_reference(matrix_dir):
     text = GOOD.replace("    release: bookworm\nscenarios", "    release: bookworm\n  - {name: ext, reference: 'registry.example:5000/vendor/app@sha256:" + "a" * 64 + "', tls_verify: false}\nscenarios")
     ext = load_matrix(write_matrix(matrix_dir, text)).image("ext")
     assert (ext.reference.startswith("registry.example:5000/"), ext.tls_verify, ext.release, ext.packages) == (True, False, "", ())
+
+
+@pytest.mark.parametrize(
+    ("policy", "said"),
+    [
+        ("policy: {release_order: [bullseye, bookwrom, trixie]}", "matrix.yaml:17: policy.release_order[1]: 'bookwrom' is not one of bullseye, bookworm, trixie, forky, sid"),
+        ("policy: {host_newer_by: [0, -1]}", "matrix.yaml:17: policy.host_newer_by[1]: -1 is negative"),
+        ("policy: {host_newer_by: [0, 1, 1]}", "matrix.yaml:17: policy.host_newer_by: [0, 1, 1] repeats a value"),
+        ("policy: {architectures: [amd64, armhf]}", "matrix.yaml:17: policy.architectures[1]: 'armhf' is not one of amd64, arm64, ppc64el, s390x"),
+        ("known_issues: [{bug: 'BUG-1234'}]", "matrix.yaml:17: known_issues[0].bug: 'BUG-1234' is not an http(s) link"),
+    ],
+)
+def test_each_policy_mistake_is_one_line_and_exit_2(matrix_dir, policy, said):
+    path = write_matrix(matrix_dir, GOOD + policy + "\n")
+    assert problems_of(path) == [said.replace("matrix.yaml", os.path.relpath(path))]
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_pattern_that_matches_no_cell_is_a_warning(matrix_dir):
+    extra = (
+        "known_issues: [{host: 'trixy-*', bug: 'https://bugs.example/1'}]\n"
+        "policy: {include: [{host: h1, image: img}], exclude: [{image: 'no-such-*'}]}\n"
+    )
+    path = write_matrix(matrix_dir, GOOD + extra)
+    warnings = load_matrix(path).warnings
+    assert len(warnings) == 2
+    assert warnings[0].endswith("known_issues[0]: warning: known issue https://bugs.example/1 matches no cell (trixy-* x * x *)")
+    assert warnings[1].endswith("policy.exclude[0]: warning: exclude pattern matches no host x image pair (* x no-such-*)")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "warning: known issue" in proc.stderr and ": ok (" in proc.stdout
