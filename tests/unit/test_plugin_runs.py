@@ -143,3 +143,17 @@ def test_junit_says_whose_trouble_each_cell_is(pytester, matrix, tmp_path):
     down_cases = [c for c in ET.parse(tmp_path / "reports" / "junit.xml").getroot().iter("testcase") if c.get("classname", "").endswith("down")]
     assert len(down_cases) == 6 and all([ch.tag for ch in c if ch.tag in ("error", "failure")] == ["error"] for c in down_cases)
     assert data["pairs"]["h1/img"]["klass"] == "supported-fail"
+
+
+def test_resume_refuses_another_matrixs_results_and_a_damaged_file(pytester, matrix, tmp_path):
+    reports = tmp_path / "reports"
+    run(pytester, matrix, reports)
+    other = write_matrix(tmp_path, MATRIX, name="matrix-other.yaml")
+    result = pytester.runpytest_inprocess(str(other), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "--resume", plugins=[Stubs()])
+    assert result.ret == 2
+    result.stdout.fnmatch_lines([f"*harness: cannot resume: {reports / 'results.json'} is the results of {matrix}, not of {other}*"])
+    (reports / "results.json").write_text((reports / "results.json").read_text()[:300])
+    kept = (reports / "results.json").read_text()
+    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "--resume", plugins=[Stubs()])
+    assert result.ret == 2 and (reports / "results.json").read_text() == kept  # nothing lost, nothing overwritten
+    result.stdout.fnmatch_lines([f"*harness: cannot resume: {reports / 'results.json'}: not JSON*"])

@@ -116,3 +116,26 @@ def test_an_images_grade_is_its_worst_builds():
     assert image.grade == "C"
     image.builds["arm64"] = ImageBuildRecord("arm64", "linux/arm64", "", "", 0, 1, "", "", "", 0, "", freshness=Freshness("F", 11, 96, "", ""))
     assert image.grade == "F"
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda text: text[: len(text) // 2], "not JSON"),
+        (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "cells"}), "(top): 'cells' is a required property"),
+        (lambda text: "not json at all", "not JSON"),
+        (lambda text: "[1, 2]", "not a results file of schema version"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "diff-old", "diff-new"])
+def test_a_damaged_results_file_is_one_line_naming_it_and_exit_2(tmp_path, damage, said, command):
+    import subprocess
+    import sys
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    store.save(sample(), good)
+    bad.write_text(damage(good.read_text()))
+    args = {"report": ["report", str(bad)], "diff-old": ["diff", str(bad), str(good)], "diff-new": ["diff", str(good), str(bad)]}[command]
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and str(bad) in proc.stderr and said in proc.stderr and "Traceback" not in proc.stderr
