@@ -56,6 +56,14 @@ class DamagedBuild(UserWarning):
     """A cached build failed its checksum and is being rebuilt."""
 
 
+def tree_digest(root: Path) -> str:
+    """The digest of every file below `root` (names and contents; Python's byte-code left out)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def default_root() -> Path:
     """Where builds are kept: world-traversable when root, because QEMU runs as libvirt-qemu."""
     if env := os.environ.get("HARNESS_CACHE"):

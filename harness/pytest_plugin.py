@@ -34,7 +34,7 @@ from harness.hosts.provider import Host, HostError
 from harness.progress import ProgressLog, ProgressPrinter
 from harness.registry.server import RegistryError, RegistryServer
 from harness.report.render import render_report
-from harness.results import store
+from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, now
 from harness.runs import claim, live_runs
 from harness.session import Parts, RunSession
@@ -343,6 +343,8 @@ class ResultsRecorder:
         self.config = config
         self.reports = Path(config.option.reports)
         self.results: RunResults | None = None
+        self.recorded = 0  # cells recorded by this run
+        self.kept: Path | None = None  # where the previous run's outputs went
         self.printer: ProgressPrinter | None = None
         self.registry: RegistryServer | None = None
 
@@ -375,6 +377,8 @@ class ResultsRecorder:
         for host in self.matrix.hosts:
             self.results.hosts[host.name] = planned_record(host)
         old = _previous(self.config, self.matrix)
+        if old is None:
+            self.kept = history.keep_previous(self.reports)
         if old is not None:
             self.results.hosts.update({k: v for k, v in old.hosts.items() if k in self.results.hosts})
             self.results.deliveries.update(old.deliveries)
@@ -445,6 +449,7 @@ class ResultsRecorder:
             if name == CELL_PROPERTY:
                 cell = CellResult.from_json(json.loads(value))
                 self.results.cells[cell.key] = cell
+                self.recorded += 1
                 recorded = True
             elif name == HOST_PROPERTY:
                 host = HostRecord.from_json(json.loads(value))
@@ -490,9 +495,18 @@ class ResultsRecorder:
         shutil.rmtree(_cache_root(self.config) / "runs" / self.config.option.run_id, ignore_errors=True)
         if self.results is None:
             return
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not self.recorded and not self.config.option.resume:
+            if self.kept is not None:
+                history.put_back(self.reports, self.kept)
+            else:
+                (self.reports / "results.json").unlink(missing_ok=True)
+            if terminal is not None:
+                terminal.write_sep("-", f"no cell ran: {self.reports} is left as it was")
+            return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._save()
         html = render_report(self.results, self.reports)
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
-            terminal.write_sep("-", f"matrix report: {html}")
+            kept = f" (the previous run's: {self.kept})" if self.kept else ""
+            terminal.write_sep("-", f"matrix report: {html}{kept}")

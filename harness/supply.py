@@ -134,6 +134,16 @@ class ImageSupply:
             record.builds, record.index_digest = describe(spec.reference, spec.tls_verify)
             self.records[spec.name] = record
 
+    def reference_digest(self, name: str, host_arch: str) -> str:
+        """What an image given by reference names now, for a host of `host_arch`: the index (or
+        manifest) digest and the platform's manifest digest; empty when the registry cannot say."""
+        self._record_reference(self.matrix.image(name))
+        record = self.records[name]
+        if not record.index_digest:
+            return ""
+        build = record.builds.get(host_arch)
+        return f"{record.index_digest} {build.manifest_digest if build else 'no manifest for ' + host_arch}"
+
     def record_cached(self, name: str, host_arch: str) -> None:
         """A reused cell's image: its facts (and today's freshness) if the cache still has its build."""
         arch = self.arch_for(name, host_arch) if host_arch else ""

@@ -1,8 +1,11 @@
 """The result cache: a cell's verdict keyed by everything that could change it.
 
-The key is the digest of the host's part (its kind's driver says what that is: a VM's recipe and
-machine settings, an engine's endpoint and options), the image's recipe, every file of the
-scenario, and the harness version. `harness run --reuse` takes unchanged cells from here, so a run
+The key is the digest of everything that ran: the host's part (its kind's driver says what that is:
+a VM's recipe, boot files, guest scripts, kernel command line and machine; an engine's endpoint and
+options), the image (its recipe and its base's; for an image given by reference, the manifest its
+registry serves for the host's platform now), every file of the scenario and its settings, the
+matrix's retries, and a digest of the harness's own source, so that a change in how cells are run
+or judged invalidates every verdict. `harness run --reuse` takes unchanged cells from here, so a run
 in which nothing changed boots no VM at all. Errors are never cached (they said nothing about the
 image); the verdict is stored as judged, before known issues, which are applied on reuse, so
 editing that list needs no re-run.
@@ -10,37 +13,40 @@ editing that list needs no re-run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 
 from harness import __version__
-from harness.cache import digest_of
-from harness.config.model import Matrix, ScenarioSpec
+from harness.cache import digest_of, tree_digest
+from harness.config.model import Matrix
 from harness.images.build import image_recipe
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, Outcome
 from harness.results.store import write_atomically
 
 
-def _scenario_digest(scenario: ScenarioSpec) -> str:
-    h = hashlib.sha256()
-    for path in sorted(p for p in scenario.path.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(scenario.path)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+@cache
+def harness_digest() -> str:
+    """The harness's own source (code, schemas, templates), read once per process."""
+    return tree_digest(Path(__file__).resolve().parents[1])
 
 
-def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, scenario_name: str) -> str:
-    """host_part: what the host's kind driver says of it (HostKindDriver.cache_key)."""
+def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, scenario_name: str, image_digest: str = "") -> str:
+    """host_part: what the host's kind driver says of it (HostKindDriver.cache_key); image_digest:
+    for an image given by reference, the manifest digest its registry serves for the host's
+    platform (the caller gives no key at all when it cannot be read)."""
     host, image, scenario = matrix.host(host_name), matrix.image(image_name), matrix.scenario(scenario_name)
     base = matrix.image(image.base) if image.base else None
     return digest_of(
         {
-            "harness": __version__,
+            "harness": [__version__, harness_digest()],
             "host": host_part,
             "image": image_recipe(image, host.arch or "native", matrix.mirror),
             "base": image_recipe(base, host.arch or "native", matrix.mirror) if base else None,
-            "scenario": _scenario_digest(scenario),
+            "reference": [image.reference, image.tls_verify, image_digest] if image.reference else None,
+            "retries": matrix.retries,
+            "scenario": tree_digest(scenario.path),
             "scenario_name": scenario.name,  # where it is mounted in the container
             "scenario_meta": asdict(scenario.options) | {"needs": list(scenario.needs), "mode": scenario.mode, "timeout": scenario.timeout},
         }

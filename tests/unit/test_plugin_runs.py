@@ -157,3 +157,16 @@ def test_resume_refuses_another_matrixs_results_and_a_damaged_file(pytester, mat
     result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "--resume", plugins=[Stubs()])
     assert result.ret == 2 and (reports / "results.json").read_text() == kept  # nothing lost, nothing overwritten
     result.stdout.fnmatch_lines([f"*harness: cannot resume: {reports / 'results.json'}: not JSON*"])
+
+
+def test_no_run_destroys_anothers_results(pytester, matrix, tmp_path):
+    reports = tmp_path / "reports"
+    _, first = run(pytester, matrix, reports)
+    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "-k", "no-such-cell", plugins=[Stubs()])
+    result.stdout.fnmatch_lines([f"*no cell ran: {reports} is left as it was*"])
+    assert json.loads((reports / "results.json").read_text()) == first and (reports / "matrix.html").exists()
+    assert not (reports / "runs").exists() or not any((reports / "runs").iterdir())
+    _, second = run(pytester, matrix, reports)
+    assert second["run_id"] != first["run_id"]
+    kept = reports / "runs" / first["run_id"]
+    assert json.loads((kept / "results.json").read_text()) == first and (kept / "matrix.html").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -47,7 +48,7 @@ class EngineKind(HostKindDriver):
 
     @classmethod
     def cache_key(cls, spec: EngineHostSpec, matrix: Matrix) -> dict:
-        return {"endpoint": spec.endpoint, "local": spec.local, "runtime": spec.runtime, "ulimits": spec.ulimits}
+        return {"endpoint": spec.endpoint, "local": spec.local, "runtime": spec.runtime, "ulimits": spec.ulimits, "machine": asdict(spec.machine)}
 
     @classmethod
     def doctor(cls, specs: list[EngineHostSpec], pool: tuple[HypervisorSpec, ...]) -> list[str]:

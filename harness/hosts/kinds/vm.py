@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 import libvirt
 
-from harness.cache import BuildCache, digest_of
+from harness.cache import BuildCache, digest_of, tree_digest
 from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostKind, HypervisorSpec, Matrix
 from harness.hosts.build import build_host, host_recipe
@@ -17,7 +17,7 @@ from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
 from harness.hosts.hypervisors import HypervisorPool
 from harness.hosts.initramfs import cached_base
 from harness.hosts.kinds.base import HostKindDriver
-from harness.hosts.libvirt import LibvirtHost, connect
+from harness.hosts.libvirt import LibvirtHost, boot_cmdline, connect
 from harness.hosts.provider import Host, HostError
 from harness.runs import Cleaned, claim, lives
 from harness.setup.doctor import problems
@@ -60,7 +60,17 @@ class VmKind(HostKindDriver):
 
     @classmethod
     def cache_key(cls, spec: VmHostSpec, matrix: Matrix) -> dict:
-        return {"recipe": digest_of(host_recipe(spec, matrix.vms_dir)), "cpu": spec.cpu, "cmdline": spec.kernel_cmdline, "machine": asdict(spec.machine)}
+        """Its disk's recipe, and how it boots: the kernel command line (cgroup mode, LSM and the
+        matrix's own words), CPU model, machine, and the guest's scripts and domain template, which
+        are not in the recipe (they are added at each boot)."""
+        return {
+            "recipe": digest_of(host_recipe(spec, matrix.vms_dir)),
+            "cmdline": boot_cmdline(spec),
+            "cpu": spec.cpu,
+            "machine": asdict(spec.machine),
+            "guest": tree_digest(matrix.vms_dir / "guest"),
+            "domain": (matrix.vms_dir / "domain.xml").read_text(),
+        }
 
     @classmethod
     def doctor(cls, specs: list[VmHostSpec], pool: tuple[HypervisorSpec, ...]) -> list[str]:
