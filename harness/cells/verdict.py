@@ -21,6 +21,10 @@ def judge(execution: ExecRecord) -> tuple[Outcome, str]:
     """(outcome, message) for a finished scenario run."""
     if execution.timed_out:
         return Outcome.TIMEOUT, "the scenario did not finish within its timeout"
+    if execution.container_exit is not None:
+        return Outcome.FAIL, f"the container exited (status {execution.container_exit}) before the scenario started; its own log is the output"
+    if execution.oom_killed:
+        return Outcome.FAIL, f"killed: out of memory (exit {execution.exit_code})"
     if execution.exit_code == 0:
         return Outcome.PASS, ""
     if execution.exit_code == NOT_APPLICABLE:

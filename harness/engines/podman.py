@@ -62,3 +62,10 @@ class Podman:
 
     def remove(self, name: str) -> list[str]:
         return ["podman", "rm", "--force", "--time", "5", name]
+
+    def state(self, name: str) -> list[str]:
+        """Prints "RUNNING EXITCODE" of a container (true/false)."""
+        return [self.binary, "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", name]
+
+    def logs(self, name: str, lines: int = 100) -> list[str]:
+        return [self.binary, "logs", "--tail", str(lines), name]

@@ -17,6 +17,13 @@ from harness.results.model import ExecRecord
 
 # The guest's `timeout` exits with 124 when it had to stop the command (137 if it had to kill it).
 _TIMEOUT_CODES = (124, 137)
+
+
+def limit_reached(code: int | None, duration: float, limit: float) -> bool:
+    """Whether a `timeout LIMIT` wrapper stopped the command: it exits 124 or 137, but only once
+    LIMIT has passed. A command that exits 124 or 137 by itself sooner (a scenario's own, an OOM
+    kill) was not stopped by the harness."""
+    return code in _TIMEOUT_CODES and duration >= limit
 # Grace the harness allows beyond a command's own timeout before calling the guest unresponsive.
 _GRACE_SECONDS = 60.0
 
@@ -59,7 +66,8 @@ class GuestAgent:
 
     def execute(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         """Run argv in the guest with a hard time limit, returning its exit code and output."""
-        limited = ["timeout", "-k", "10", f"{max(1, int(timeout))}", *argv]
+        limit = max(1, int(timeout))
+        limited = ["timeout", "-k", "10", f"{limit}", *argv]
         args: dict = {"path": limited[0], "arg": limited[1:], "capture-output": True}
         if stdin is not None:
             args["input-data"] = base64.b64encode(stdin).decode()
@@ -88,7 +96,7 @@ class GuestAgent:
             stdout=_output(status, "out"),
             stderr=_output(status, "err"),
             duration=duration,
-            timed_out=code in _TIMEOUT_CODES,
+            timed_out=limit_reached(code, duration, limit),
         )
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 from docker.types import Ulimit
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from testcontainers.core.container import DockerContainer
@@ -21,6 +21,7 @@ from testcontainers.core.container import DockerContainer
 from harness.config.kinds.engine import EngineHostSpec
 from harness.config.model import HostKind, ScenarioSpec, debian_arch
 from harness.engines.podman import option_flags
+from harness.hosts.agent import limit_reached
 from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, clip
@@ -146,23 +147,36 @@ class EngineHost(Host):
                 wrapped.kill()
             stdout = wrapped.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
             stderr = wrapped.logs(stdout=False, stderr=True).decode("utf-8", errors="replace")
-            return ExecRecord(argv, code, stdout, stderr, time.monotonic() - started, timed_out)
+            oom = bool(wrapped.attrs.get("State", {}).get("OOMKilled")) and not timed_out
+            return ExecRecord(argv, code, stdout, stderr, time.monotonic() - started, timed_out, oom_killed=oom)
         except API_ERRORS as exc:
             raise HostError(f"host {self.name}: engine stopped answering: {exc}") from None
         finally:
             container.stop()
 
     def _exec_in(self, wrapped, scenario: ScenarioSpec, argv: list[str], timeout: float, started: float) -> ExecRecord:
-        """Service mode: the image's init is PID 1; run the scenario in it with `timeout` if it has one."""
-        command = ["timeout", "-k", "5", str(int(timeout)), *scenario_command(scenario)]
-        code, (stdout, stderr) = wrapped.exec_run(command, demux=True)
+        """Service mode: the image's init is PID 1; run the scenario in it with `timeout` if it has
+        one. An init that died first means the scenario never ran: its exit status and the last
+        100 lines of its log are the evidence."""
+        limit = max(1, int(timeout))
+        command = ["timeout", "-k", "5", str(limit), *scenario_command(scenario)]
+        exec_started = time.monotonic()
+        try:
+            code, (stdout, stderr) = wrapped.exec_run(command, demux=True)
+        except APIError as exc:
+            wrapped.reload()
+            if wrapped.status == "running":
+                raise
+            log = wrapped.logs(tail=100).decode("utf-8", errors="replace")
+            exit_code = int(wrapped.attrs["State"]["ExitCode"])
+            return ExecRecord(argv, 125, log, f"exec {shlex.join(command)}: {exc}\n", time.monotonic() - started, container_exit=exit_code)
         return ExecRecord(
             argv,
             code,
             (stdout or b"").decode("utf-8", errors="replace"),
             (stderr or b"").decode("utf-8", errors="replace"),
             time.monotonic() - started,
-            timed_out=code in (124, 137),
+            timed_out=limit_reached(code, time.monotonic() - exec_started, limit),
         )
 
     def read_facts(self) -> dict[str, str]:

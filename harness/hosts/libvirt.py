@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
@@ -254,11 +255,41 @@ class LibvirtHost(Host):
                 if result.exit_code != 0:
                     return result
             result = self.run(argvs[-1], timeout)
+            if scenario.mode == "service" and result.exit_code != 0 and not result.timed_out:
+                result = self._if_service_exited(name, result)
+            elif result.exit_code == 137 and not result.timed_out:
+                result = replace(result, oom_killed=self._oom_kill_within(result.duration))
             return result
         finally:
             # A service always needs removing; a timed-out `podman run` leaves its container behind.
             if scenario.mode == "service" or (result is not None and result.timed_out):
                 self.run(self.engine.remove(name), 60 * self.time_scale)
+
+    def _if_service_exited(self, name: str, execution: ExecRecord) -> ExecRecord:
+        """When a service's container is no longer running (its init died), the scenario never ran:
+        say so, with the container's exit status and the last 100 lines of its own log."""
+        state = self.run(self.engine.state(name), 60 * self.time_scale)
+        running, _, code = state.stdout.strip().partition(" ")
+        if state.exit_code != 0 or running != "false":
+            return execution
+        log = self.run(self.engine.logs(name), 60 * self.time_scale)
+        said = (execution.stdout + execution.stderr).strip()
+        return replace(
+            execution,
+            container_exit=int(code) if code.lstrip("-").isdigit() else None,
+            stdout=log.stdout + log.stderr,
+            stderr=f"{shlex.join(execution.argv)}: {said}\n{shlex.join(log.argv)}: the container's own log is above\n",
+        )
+
+    def _oom_kill_within(self, seconds: float) -> bool:
+        """Whether the guest kernel's OOM killer killed a process in the last `seconds` (a 137 that
+        is not the harness's timeout: the container's memory limit, or the host's, was reached)."""
+        script = (
+            'since=$(awk -v d="$1" \'{print $1 - d}\' /proc/uptime); '
+            'dmesg | awk -F"[][]" -v s="$since" \'/[Kk]illed process/ && $2 + 0 >= s {n++} END {print n + 0}\''
+        )
+        found = self.run(["sh", "-c", script, "oom", str(int(seconds) + 5)], 60 * self.time_scale)
+        return found.exit_code == 0 and found.stdout.strip() not in ("", "0")
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         if self.agent is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,20 +33,34 @@ class PushedImage:
     config_digest: str
 
 
+# Seconds to wait before each new try of a request the registry answered with a 5xx, or did not
+# answer (seen for real: a 500 for a manifest while another worker was publishing the same image).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+
 class RegistryClient:
-    def __init__(self, url: str):
+    def __init__(self, url: str, retry_delays: tuple[float, ...] = RETRY_DELAYS):
         self.url = url.rstrip("/")
+        self.retry_delays = retry_delays
 
     def _request(self, method: str, path: str, data=None, headers: dict | None = None) -> urllib.request.addinfourl:
+        """One request; a 5xx or an unanswered one is tried again with backoff when its body can be
+        sent again (not a stream already read); a 4xx is final."""
         url = path if path.startswith("http") else f"{self.url}{path}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-        try:
-            return urllib.request.urlopen(request, timeout=600)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode(errors="replace")
-            raise RegistryError(f"registry {self.url}: {method} {path.split('?')[0]} gave {exc.code}: {detail}") from None
-        except OSError as exc:
-            raise RegistryError(f"registry {self.url} cannot be reached: {exc}") from None
+        repeatable = data is None or isinstance(data, bytes)
+        delays = list(self.retry_delays) if repeatable else []
+        while True:
+            request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+            try:
+                return urllib.request.urlopen(request, timeout=600)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:500].decode(errors="replace")
+                if exc.code < 500 or not delays:
+                    raise RegistryError(f"registry {self.url}: {method} {path.split('?')[0]} gave {exc.code}: {detail}") from None
+            except OSError as exc:
+                if not delays:
+                    raise RegistryError(f"registry {self.url} cannot be reached: {exc}") from None
+            time.sleep(delays.pop(0))
 
     def has_blob(self, repo: str, digest: str) -> bool:
         try:

@@ -112,7 +112,10 @@ class ExecRecord:
     stdout: str
     stderr: str
     duration: float
-    timed_out: bool = False
+    timed_out: bool = False  # the harness's own time limit stopped it (not an exit 124 of its own)
+    oom_killed: bool = False  # the kernel's OOM killer ended the container
+    # A service's container exited with this status before the scenario could start in it.
+    container_exit: int | None = None
 
 
 @dataclass(frozen=True)

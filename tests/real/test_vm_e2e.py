@@ -32,6 +32,9 @@ scenarios:
   - exits-3
   - hangs
   - python-runtime
+  - exits-137
+  - oom
+  - service-dies
 """
 
 
@@ -51,6 +54,14 @@ def run(tmp_path_factory, log_before):
     project_copy(directory)
     add_scenario(directory / "scenarios", "hangs", "#!/bin/sh\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 2\n")
     add_scenario(directory / "scenarios", "exits-3", "#!/bin/sh\necho 'about to fail <b>loudly</b>'\necho oops >&2\nexit 3\n")
+    # Exits 137 by itself, at once: not the harness's timeout.
+    add_scenario(directory / "scenarios", "exits-137", "#!/bin/sh\nexit 137\n", "purpose: exits 137\ndimension: engine\ntimeout: 60\n")
+    # Goes past its memory limit: the kernel's OOM killer ends it.
+    add_scenario(directory / "scenarios", "oom", "#!/bin/sh\nhead -c 512M /dev/zero | tail -n 1 >/dev/null\nexit $?\n",
+                 "purpose: exceeds its memory limit\ndimension: kernel\ntimeout: 120\noptions: {memory: 64m}\n")
+    # A service whose init dies at once: the scenario never runs in it.
+    add_scenario(directory / "scenarios", "service-dies", "#!/bin/sh\necho never\n",
+                 "purpose: its init dies\ndimension: engine\nmode: service\ninit: [/bin/sh, -c, 'echo init dying; exit 3']\n")
     write_matrix(directory, MATRIX)
     return run_harness(directory, RUN_ID)
 
@@ -58,7 +69,19 @@ def run(tmp_path_factory, log_before):
 def test_run_exits_with_pytest_status(run):
     proc, _ = run
     assert proc.returncode == 1, "one cell fails on purpose, so the run reports failure"
-    assert "4 failed, 3 passed, 1 skipped" in proc.stdout
+    assert "10 failed, 3 passed, 1 skipped" in proc.stdout
+
+
+def test_exits_that_are_not_the_images_plain_failure_say_what_happened(run):
+    _, reports = run
+    cells = json.loads((reports / "results.json").read_text())["cells"]
+    own = cells["bookworm-amd64/debian-bookworm/exits-137"]
+    assert (own["outcome"], own["message"], own["exit_code"]) == ("fail", "the scenario exited with 137", 137)
+    oom = cells["bookworm-amd64/debian-bookworm/oom"]
+    assert (oom["outcome"], oom["message"]) == ("fail", "killed: out of memory (exit 137)"), oom
+    dead = cells["bookworm-amd64/debian-bookworm/service-dies"]
+    assert dead["outcome"] == "fail" and dead["message"].startswith("the container exited (status 3) before the scenario started"), dead
+    assert "init dying" in dead["stdout"] and "never" not in dead["stdout"]
 
 
 def test_results_record_real_host_and_cells(run):
@@ -148,7 +171,7 @@ def test_reuse_boots_no_vm_when_nothing_changed(run):
     again = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(reports), "--reuse"], capture_output=True, text=True
     )
-    assert "4 failed, 3 passed, 1 skipped" in again.stdout
+    assert "10 failed, 3 passed, 1 skipped" in again.stdout
     assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
     cells = json.loads((reports / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())

@@ -138,3 +138,19 @@ def test_the_needs_check_names_every_missing_command_in_a_real_shell():
     assert judge(lacking) == (Outcome.NOT_APPLICABLE, "not applicable: the image has no no-such-command-1 no-such-command-2")
     assert missing_from(lacking) == {"no-such-command-1", "no-such-command-2"}
     assert missing_from(ExecRecord(["podman"], 125, "", "no such image", 0.0)) is None  # the check itself failed
+
+
+def test_an_oom_kill_and_a_service_that_never_started_say_so():
+    oom = run(ExecRecord(["podman", "run"], 137, "", "", 1.0, oom_killed=True))
+    assert (oom.outcome, oom.message) == (Outcome.FAIL, "killed: out of memory (exit 137)")
+    exited = run(ExecRecord(["podman", "exec"], 125, "systemd: Failed to mount cgroup\n", "Error: can only create exec sessions on running containers\n", 1.0, container_exit=255))
+    assert exited.outcome == Outcome.FAIL and exited.message.startswith("the container exited (status 255) before the scenario started")
+    assert "Failed to mount cgroup" in exited.stdout  # the container's own log is the evidence
+
+
+def test_the_guests_timeout_wrapper_is_told_from_a_scenarios_own_exit():
+    from harness.hosts.agent import limit_reached
+
+    assert limit_reached(124, 30.2, 30) and limit_reached(137, 40.0, 30)
+    assert not limit_reached(124, 0.3, 30) and not limit_reached(137, 2.0, 30)  # exited so by itself
+    assert not limit_reached(1, 40.0, 30)
