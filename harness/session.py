@@ -40,7 +40,7 @@ class RunSession:
 
     def __post_init__(self) -> None:
         self.supply = ImageSupply(self.matrix, self.run, build=self.parts.build_image)
-        self.fleet = Fleet(self.matrix, self.run, carry=self.supply.carry, drivers=self.parts.drivers, build=self.parts.build_image)
+        self.fleet = Fleet(self.matrix, self.run, carry=self.supply.carry, reach=self.supply.reach, drivers=self.parts.drivers, build=self.parts.build_image)
         # Every judged cell is kept in the result cache, so a later --reuse run can take it.
         self.runner = CellRunner(ResultCache(self.run.cache_root))
         self.fleet.on_move += [self.supply.forget, self.runner.forget]

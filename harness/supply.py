@@ -7,11 +7,12 @@ the cell. A build, publication or reference that fails raises SupplyError, namin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from harness.cache import BuildCache
-from harness.config.model import ARCHES, DeliveryMethod, HostKind, ImageSpec, Matrix
+from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, HostKind, ImageSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import os_problem
 from harness.hosts.provider import Host
@@ -22,6 +23,25 @@ from harness.registry.inspect import describe
 from harness.registry.publish import Publication, guest_reference, guest_registry, publish
 from harness.registry.server import RegistryError
 from harness.results.model import DeliveryRecord, ExecRecord, ImageBuildRecord, ImageRecord, clip
+
+
+# What engines say when an image cannot run on a host whatever the network does: the registry has
+# no manifest for its platform (podman, docker), or the engine refuses the image's format.
+_NO_PLATFORM = ("no image found in manifest list for architecture", "no image found in image index for architecture", "no matching manifest for")
+_FORMAT = ("unsupported manifest type", "unsupported media type", "unsupported image format", "unknown media type", "manifest invalid", "unsupported schema version")
+# Seconds before each new try of a pull that failed for another reason (a network, a registry).
+PULL_RETRY_DELAYS = (5.0, 20.0)
+
+
+def not_portable(output: str, platform: str) -> str:
+    """Why a failed pull is the image's (not portable to the host), from what the engine said; ""
+    when the failure says nothing about the image."""
+    said = output.lower()
+    if any(p in said for p in _NO_PLATFORM):
+        return f"the registry has no manifest for {platform}"
+    if any(p in said for p in _FORMAT):
+        return "the host's engine refuses the image's format"
+    return ""
 
 
 class SupplyError(Exception):
@@ -36,7 +56,10 @@ def mismatch(image_platform: str, host_platform: str) -> str:
 def delivery_problem(delivery: DeliveryRecord, host: str) -> str:
     """Why a delivery that did not succeed failed, in one message for the cell."""
     how = f"pulled ({delivery.reference})" if delivery.method == DeliveryMethod.PULL else "loaded"
-    return f"image {delivery.image} could not be {how} by {host}'s engine: {delivery.output.strip()[-300:]}"
+    if delivery.not_portable:
+        return f"image {delivery.image} is not portable to {host}: {delivery.not_portable}: {delivery.output.strip()[-300:]}"
+    tries = f" in {delivery.tries} tries" if delivery.tries > 1 else ""
+    return f"image {delivery.image} could not be {how} by {host}'s engine{tries}, for a reason that is not the image's: {delivery.output.strip()[-300:]}"
 
 
 @dataclass
@@ -44,6 +67,7 @@ class ImageSupply:
     matrix: Matrix
     run: RunContext
     build: Callable[..., tuple[ImageBuild, bool]] = build_image  # harness.images.build.build_image's signature
+    pull_retry_delays: tuple[float, ...] = PULL_RETRY_DELAYS
     # The VM architectures of the run's selected cells: images are built for these only.
     arches: set[str] = field(default_factory=set)
     # Facts of the candidate images this process built or took from the cache, for the results.
@@ -185,6 +209,23 @@ class ImageSupply:
             raise SupplyError(self._failed[(image_name, arch)])
         return self._publications[image_name]
 
+    def reach(self, host: Host) -> DeliveryRecord | None:
+        """Part of a pulling host's health check: its engine pulls the harness's probe image from the
+        run's registry over the guest's network, so that a broken path to the registry is the
+        host's error before any cell, never an image's. None for a host that does not pull, or when
+        the probe cannot be published (the registry's trouble, which each cell then names)."""
+        if not self._pulls(host) or self.run.registry is None:
+            return None
+        key = f"{PROBE_IMAGE.name}/{host.arch}"
+        if key not in self._publications:
+            probe = self._build(PROBE_IMAGE, host.arch)
+            try:
+                self._publications[key] = publish(self.run.registry, PROBE_IMAGE.name, {host.arch: probe}, index=False)
+            except RegistryError:
+                return None  # the registry's own trouble: each cell's publication says so
+        reference = self._publications[key].reference(guest_registry(self.run.registry, host.guest_gateway()))
+        return self._pulled(host, PROBE_IMAGE.name, reference, tls_verify=False)
+
     # -- delivery -------------------------------------------------------------------------------
     def _pulls(self, host: Host) -> bool:
         return self.matrix.delivery == "registry" and host.pulls()
@@ -220,15 +261,29 @@ class ImageSupply:
         return self._pulled(host, spec.name, guest_reference(spec.reference, host.guest_gateway()), spec.tls_verify)
 
     def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool) -> DeliveryRecord:
+        """The host's engine pulls the image; a failure that is not the image's is tried again."""
         self.run.phase(host.name, "pulling", f"image {image_name}")
-        pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify)
-        return self._record(host, image_name, pull, image_id, platform, DeliveryMethod.PULL, reference)
+        wanted = ARCHES[host.arch].platform if host.arch in ARCHES else host.arch
+        delays, earlier = list(self.pull_retry_delays), []
+        while True:
+            pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify)
+            refused = not_portable(pull.stdout + pull.stderr, wanted) if pull.exit_code != 0 else ""
+            if pull.exit_code == 0 or refused or not delays:
+                break
+            earlier.append(f"try {len(earlier) + 1} (exit {pull.exit_code}): {(pull.stdout + pull.stderr).strip()[-500:]}\n")
+            self.run.phase(host.name, "pulling", f"image {image_name} again: {(pull.stderr or pull.stdout).strip()[-120:]}")
+            time.sleep(delays.pop(0))
+        if earlier:
+            pull = replace(pull, stdout="".join(earlier) + pull.stdout)
+        record = self._record(host, image_name, pull, image_id, platform, DeliveryMethod.PULL, reference)
+        return replace(record, not_portable=refused, tries=len(earlier) + 1)
 
     def _load(self, host: Host, image_name: str) -> DeliveryRecord:
         image = self.image(image_name, self.arch_for(image_name, host.arch))
         self.run.phase(host.name, "loading", f"image {image_name}")
         load = host.load_image(image, host.delivery_timeout)
-        return self._record(host, image_name, load, image.image_id, ARCHES[image.arch].platform, DeliveryMethod.LOAD)
+        record = self._record(host, image_name, load, image.image_id, ARCHES[image.arch].platform, DeliveryMethod.LOAD)
+        return replace(record, not_portable=not_portable(record.output, record.platform) if not record.ok else "")
 
     @staticmethod
     def _record(host: Host, image_name: str, run: ExecRecord, image_id: str, platform: str, method: DeliveryMethod, reference: str = "") -> DeliveryRecord:

@@ -30,7 +30,7 @@ def is_supported(policy: Policy, host: HostRecord, image: ImageRecord) -> tuple[
 def pair_status(cells: list[CellResult], delivery: DeliveryRecord | None) -> str:
     """What the pair's cells observed, most telling first."""
     if delivery is not None and not delivery.ok:
-        return "not-portable"
+        return "not-portable" if delivery.not_portable else "error"
     if not cells:
         return "pending"
     outcomes = {c.outcome for c in cells}

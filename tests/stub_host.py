@@ -19,7 +19,8 @@ Answer = int | ExecRecord | Exception
 
 class StubHost(Host):
     """Every command succeeds at once; `script` gives scenario runs their answers in turn (the last
-    answer repeats), and scenarios whose names end in -fails fail."""
+    answer repeats), and scenarios whose names end in -fails fail. With script["pull"] (pairs of exit
+    code and output) the host pulls its images, as VM hosts do."""
 
     def __init__(self, spec, script: dict[str, list[Answer]] | None = None, log: list[str] | None = None):
         super().__init__(spec, HostRecord(spec.name, spec.release, spec.arch, spec.engine, spec.runtime, kind=spec.kind, settings=spec.settings()))
@@ -48,6 +49,17 @@ class StubHost(Host):
         if isinstance(answer, ExecRecord):
             return answer
         return ExecRecord(["stub", "run", image_id, scenario.name], answer, f"exit {answer}\n", "", 0.0)
+
+    def pulls(self) -> bool:
+        return "pull" in self.script
+
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
+        """Answers from script["pull"] in turn: an exit code, with "output" lines after it."""
+        answers = self.script["pull"]
+        code, output = answers.pop(0) if len(answers) > 1 else answers[0]
+        self.log.append(f"stub pull {reference}")
+        pulled = ExecRecord(["stub", "pull", reference], code, "", output, 0.1)
+        return pulled, (f"sha256:{image_name}" if code == 0 else ""), ("linux/amd64" if code == 0 else "")
 
     def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         lacking = [c for c in scenario.needs if c.startswith("missing-")]

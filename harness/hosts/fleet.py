@@ -23,7 +23,7 @@ from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.provider import Host, HostError
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
-from harness.results.model import HostRecord
+from harness.results.model import DeliveryRecord, HostRecord
 from harness.runs import release
 
 _PROBE_DIR = Path(__file__).resolve().parent.parent / "harness-probe"
@@ -48,6 +48,9 @@ class Fleet:
     carry: Callable[[Host], list[ImageBuild]] = lambda _host: []
     drivers: dict[HostKind, type[HostKindDriver]] = field(default_factory=lambda: dict(DRIVERS))
     build: Callable[..., tuple[ImageBuild, bool]] = build_image  # for the health check's probe image
+    # Part of the health check, set by the session from the image supply: the host pulls from the
+    # run's registry (None: it does not pull, or the probe could not be published: the cells say why).
+    reach: Callable[[Host], DeliveryRecord | None] = lambda _host: None
     # Told the name of a host that is started again elsewhere, so what was delivered to it is forgotten.
     on_move: list[Callable[[str], None]] = field(default_factory=list)
     _drivers: dict[HostKind, HostKindDriver] = field(default_factory=dict)
@@ -111,6 +114,7 @@ class Fleet:
             self.run.phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
             self._read_facts(host)
             self._health_check(host, probe)
+            self._reaches_registry(host)
         except HypervisorLost:
             raise
         except OSError as exc:
@@ -139,6 +143,15 @@ class Fleet:
             host.record.health = f"a trivial container failed (exit {run.exit_code}): {(run.stderr or run.stdout).strip()[-500:]}"
             raise HostError(f"host {host.name} failed its health check: {host.record.health}")
         host.record.health = "ok"
+
+    def _reaches_registry(self, host: Host) -> None:
+        """The guest's path to the run's registry works: a host that cannot pull is broken, and its
+        cells are errors, not images that are "not portable"."""
+        pulled = self.reach(host)
+        if pulled is not None and not pulled.ok:
+            tries = f" ({pulled.tries} tries)" if pulled.tries > 1 else ""
+            host.record.health = f"its engine cannot pull from the run's registry{tries}: {pulled.output.strip()[-500:]}"
+            raise HostError(f"host {host.name} failed its health check: {host.record.health}")
 
     def lose(self, name: str, exc: HypervisorLost) -> None:
         """The host's hypervisor stopped answering: it leaves the pool (for the whole run), and the

@@ -184,6 +184,11 @@ class DeliveryRecord:
     reference: str = ""  # what was pulled
     platform: str = ""  # os/architecture of the image the engine selected
     mismatch: str = ""  # "image is linux/amd64, host is linux/arm64" when they differ (it runs anyway)
+    # Set when the delivery failed because of the image: the registry has no manifest for the
+    # host's platform, or the engine refuses the image's format. A failure it does not name (a
+    # network, a registry, a host in trouble) is not the image's.
+    not_portable: str = ""
+    tries: int = 1  # pulls that failed for another reason were tried again
 
     def __post_init__(self) -> None:
         self.method = DeliveryMethod(self.method)

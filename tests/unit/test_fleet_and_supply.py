@@ -167,3 +167,43 @@ def test_a_failed_build_is_remembered_per_architecture(matrix, run):
     with pytest.raises(SupplyError, match="mirror out of sync"):
         supply.image("base", "arm64")
     assert supply.image("base", "amd64").arch == "amd64" and calls == ["arm64", "amd64"]
+
+
+def pulled(matrix, run, answers):
+    """A stub host that pulls, answering `answers` in turn, and what the supply recorded."""
+    from tests.stub_host import StubHost
+
+    host = StubHost(matrix.host("x86"), {"pull": list(answers)})
+    supply = ImageSupply(matrix, run, build=stub_build, pull_retry_delays=(0.01, 0.01))
+    supply.publication = lambda name, arch: Publication(f"harness/{name}", "c-0", "sha256:0", (arch,))  # type: ignore[method-assign]
+    return supply.deliver(host, "base"), host
+
+
+def test_a_pull_that_fails_for_the_network_is_tried_again(matrix, run):
+    delivery, host = pulled(matrix, run, [(125, "Error: dial tcp 10.0.2.2:8008: connect: connection refused"), (0, "")])
+    assert delivery.ok and delivery.tries == 2 and "connection refused" in delivery.output
+    assert sum(line.startswith("stub pull") for line in host.log) == 2
+
+
+def test_only_a_missing_platform_or_a_refused_format_is_not_portable(matrix, run):
+    from harness.supportability import pair_status
+
+    missing, host = pulled(matrix, run, [(125, "Error: choosing an image from manifest list: no image found in manifest list for architecture amd64")])
+    assert not missing.ok and missing.not_portable == "the registry has no manifest for linux/amd64" and missing.tries == 1
+    assert pair_status([], missing) == "not-portable"
+    timeout, _ = pulled(matrix, run, [(125, "Error: reading manifest: dial tcp 10.0.2.2:8008: i/o timeout")])
+    assert not timeout.ok and timeout.not_portable == "" and timeout.tries == 3
+    assert pair_status([], timeout) == "error"
+    from harness.supply import delivery_problem
+
+    assert "for a reason that is not the image's" in delivery_problem(timeout, "x86")
+
+
+def test_a_host_that_cannot_pull_from_the_registry_fails_its_health_check(matrix, run, kind):
+    from harness.results.model import DeliveryRecord
+
+    down = DeliveryRecord("x86", "harness-probe", "", False, 1.0, ["podman", "pull"], "dial tcp 10.0.2.2:8008: connection refused", tries=3)
+    f = Fleet(matrix, run, drivers={HostKind.VM: Kind}, build=stub_build, reach=lambda _host: down)
+    with pytest.raises(HostError, match="cannot pull from the run's registry \\(3 tries\\): dial tcp"):
+        f.host("x86")
+    assert kind.hosts[0].stopped

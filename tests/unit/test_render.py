@@ -57,9 +57,10 @@ def test_rendered_page_links_cells_to_evidence(tmp_path):
 
 
 def test_not_portable_pair(tmp_path):
-    results = results_with(deliveries=(DeliveryRecord("h1", "img-a", "sha256:x", False, 1.0, ["podman", "load"], "Error: no such file"),))
+    results = results_with(deliveries=(DeliveryRecord("h1", "img-a", "sha256:x", False, 1.0, ["podman", "load"], "Error: unsupported image format", not_portable="the host's engine refuses the image's format"),))
     assert results.pairs["h1/img-a"].klass == "not-portable"
-    assert "Error: no such file" in render_report(results, tmp_path).read_text()
+    html = render_report(results, tmp_path).read_text()
+    assert "Error: unsupported image format" in html and "<strong>Not portable:</strong> the host&#39;s engine refuses the image&#39;s format" in html
 
 
 def test_container_output_cannot_inject_markup(tmp_path):

@@ -53,6 +53,8 @@ def test_classes():
     assert classify(policy, unsupported, image("bookworm"), [cell("pass")], None).klass == "unsupported-works"
     assert classify(policy, unsupported, image("bookworm"), [cell("fail")], None).klass == "unsupported-broken"
     assert classify(policy, supported, image("bookworm"), [cell("error")], None).klass == "error"
-    failed_load = DeliveryRecord("h", "i", "sha256:x", False, 1, [])
-    assert classify(policy, supported, image("bookworm"), [], failed_load).klass == "not-portable"
+    refused = DeliveryRecord("h", "i", "sha256:x", False, 1, [], not_portable="the registry has no manifest for linux/arm64")
+    assert classify(policy, supported, image("bookworm"), [], refused).klass == "not-portable"
+    unreachable = DeliveryRecord("h", "i", "", False, 1, [], "dial tcp: i/o timeout", tries=3)
+    assert classify(policy, supported, image("bookworm"), [], unreachable).klass == "error"
     assert classify(policy, supported, image("bookworm"), [], None).klass == "pending"
