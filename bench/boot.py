@@ -31,7 +31,7 @@ FLOOR_INIT = f"#!/bin/sh\n/bin/busybox echo {MARKER}\n/bin/busybox poweroff -f\n
 def ready_seconds(kind: VmKind, spec) -> tuple[float, object]:
     host = kind.provision(spec, lambda _why: None)
     try:
-        host.start([], [])
+        host.start([], [], [])
         return host.record.boot_seconds, host
     finally:
         host.stop()

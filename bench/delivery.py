@@ -43,7 +43,7 @@ def main() -> int:
     host = kind.provision(spec, lambda _why: None)
     try:
         reference = publish(url, image_spec.name, {spec.arch: build}).reference(guest_registry(url))
-        host.start([build], [])
+        host.start([build], [], [guest_registry(url)])
         floor, pulled = [], []
         for _ in range(args.runs):
             load = host.load_image(build, timeout=3600)

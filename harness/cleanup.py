@@ -29,7 +29,8 @@ def cleanup(conns: Iterable[libvirt.virConnect], cache_root: Path, keep: set[str
             cleaned.workdirs.append(run.name)
     # The registry is shared by the runs on this machine: one whose starter is gone is stopped only
     # when no other run lives (one may be pulling from it).
-    registry = None if live_runs(runs_dir) - set(keep) else stop_orphaned_daemon(cache_root / "registry" / "registry.pid", "the registry")
-    if registry:
-        cleaned.services.append(registry)
+    if not live_runs(runs_dir) - set(keep):
+        for pid_file in sorted(cache_root.glob("registry*/registry.pid")):
+            if stopped := stop_orphaned_daemon(pid_file, "the registry"):
+                cleaned.services.append(stopped)
     return cleaned

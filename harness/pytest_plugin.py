@@ -32,7 +32,7 @@ from harness.hosts.hypervisors import HypervisorLost, needs_open_registry
 from harness.hosts.libvirt import connect
 from harness.hosts.provider import Host, HostError
 from harness.progress import ProgressLog, ProgressPrinter
-from harness.registry.server import RegistryError, RegistryServer
+from harness.registry.server import RegistryError, RegistryServer, registry_root
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, now
@@ -401,7 +401,8 @@ class ResultsRecorder:
         """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
         if self.matrix.delivery != "registry" or not self.matrix.vm_hosts():
             return
-        self.registry = RegistryServer(_cache_root(self.config) / "registry", listen_all=needs_open_registry(_pool(self.config, self.matrix)))
+        port = self.matrix.registry_port
+        self.registry = RegistryServer(registry_root(_cache_root(self.config), port), f"127.0.0.1:{port}", listen_all=needs_open_registry(_pool(self.config, self.matrix)))
         try:
             self.config.stash[REGISTRY_KEY] = self.registry.start()
         except RegistryError as exc:

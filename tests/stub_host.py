@@ -32,7 +32,7 @@ class StubHost(Host):
         self.log.append(" ".join(argv))
         return ExecRecord(argv, code, stdout, "", 0.0)
 
-    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
         self.record.boot_seconds = 0.0
 
     def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:

@@ -293,5 +293,6 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         warnings=warnings,
         retries=data.get("retries", 1),
         delivery=data.get("delivery", "registry"),
+        registry_port=data.get("registry_port", 8008),
         hypervisors=hypervisors or (LOCAL_HYPERVISOR,),
     )

@@ -222,6 +222,7 @@ class Matrix:
     known_issues: tuple[KnownIssue, ...] = ()
     retries: int = 1
     delivery: str = "registry"  # or "archive": how images reach VM hosts
+    registry_port: int = 8008  # where the run's registry listens
     hypervisors: tuple[HypervisorSpec, ...] = (LOCAL_HYPERVISOR,)
     warnings: tuple[str, ...] = ()  # file:line: warning: ... (a pattern that matches nothing)
 

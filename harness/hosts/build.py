@@ -20,8 +20,6 @@ from harness.cache import BuildCache, digest_of
 from harness.config.kinds.vm import VmHostSpec
 from harness.images.archive import Suite, require_architecture
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
-from harness.registry.publish import GUEST_GATEWAY
-from harness.registry.server import REGISTRY_PORT
 
 # Bump when the way a host disk is laid out changes, so every cached host is rebuilt.
 BUILD_FORMAT = 2
@@ -83,14 +81,22 @@ def _engine_config_digest(spec: VmHostSpec, vms_dir: Path) -> dict[str, str]:
 
 def engine_config(spec: VmHostSpec, vms_dir: Path) -> tuple[str, str]:
     """(path in the guest, text) of the engine's configuration: podman's containers.conf, or
-    dockerd's daemon.json (as shipped, but for pulling from the harness's plain-HTTP registry;
-    runc is dockerd's default runtime, anything else is registered)."""
+    dockerd's daemon.json (as shipped; runc is dockerd's default runtime, anything else is
+    registered). The registries dockerd may reach over plain HTTP are the run's: they are added at
+    each boot (hosts/libvirt.py), so the disk does not depend on where the registry listens."""
     if spec.engine == "podman":
         return "etc/containers/containers.conf", (vms_dir / "guest" / "containers.conf").read_text().replace("@RUNTIME@", spec.runtime)
-    daemon: dict = {"insecure-registries": [f"{GUEST_GATEWAY}:{REGISTRY_PORT}"]}
+    daemon: dict = {}
     if spec.runtime != "runc":
         daemon |= {"default-runtime": spec.runtime, "runtimes": {spec.runtime: {"path": f"/usr/bin/{spec.runtime}"}}}
     return "etc/docker/daemon.json", json.dumps(daemon, indent=1) + "\n"
+
+
+def boot_daemon_json(spec: VmHostSpec, vms_dir: Path, plain_http: list[str]) -> str:
+    """dockerd's daemon.json for one boot: the disk's, with the registries it may pull from over
+    plain HTTP (docker has no per-pull switch: a registry not listed is reached over TLS)."""
+    daemon = json.loads(engine_config(spec, vms_dir)[1]) | {"insecure-registries": sorted(set(plain_http))}
+    return json.dumps(daemon, indent=1) + "\n"
 
 
 def _install_guest_files(spec: VmHostSpec, vms_dir: Path, rootfs: Path) -> None:

@@ -61,7 +61,7 @@ class EngineHost(Host):
             self.record.arch = debian_arch(arch)
         return self.record.arch
 
-    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
         started = time.monotonic()
         self.client  # noqa: B018 - connecting is the start of an existing engine
         self.record.boot_seconds = round(time.monotonic() - started, 2)

@@ -23,6 +23,7 @@ from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.provider import Host, HostError
 from harness.images.build import ImageBuild, build_image
 from harness.mmdebstrap import BuildError
+from harness.registry.publish import guest_reference, guest_registry
 from harness.results.model import DeliveryRecord, HostRecord
 from harness.runs import release
 
@@ -110,7 +111,7 @@ class Fleet:
             probe, _ = self.build(PROBE_IMAGE, host.arch, self.matrix.mirror, BuildCache(self.run.cache_root, "images"))
             images = self.carry(host)
             self.run.phase(name, "booting")
-            host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios])
+            host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios], self._plain_http(host))
             self.run.phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
             self._read_facts(host)
             self._health_check(host, probe)
@@ -124,6 +125,13 @@ class Fleet:
             self.fail(name, str(exc))
             raise HostError(str(exc)) from None
         self._keep_evidence(host)
+
+    def _plain_http(self, host: Host) -> list[str]:
+        """The registries the host's engine pulls from over plain HTTP (host:port, as its guests
+        reach them): the run's, and those of images given by reference with tls_verify: false."""
+        found = [guest_registry(self.run.registry, host.guest_gateway())] if self.run.registry else []
+        found += [guest_reference(i.reference, host.guest_gateway()).split("/")[0] for i in self.matrix.images if i.reference and not i.tls_verify]
+        return found
 
     def _read_facts(self, host: Host) -> None:
         """The host's facts as its kind's parser types them; what the matrix left open (an engine

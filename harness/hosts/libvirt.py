@@ -18,7 +18,7 @@ from harness.engines.docker import engine_cli
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
 from harness.hosts.agent import AgentError, GuestAgent
-from harness.hosts.build import HostBuild
+from harness.hosts.build import HostBuild, boot_daemon_json
 from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
@@ -128,10 +128,10 @@ class LibvirtHost(Host):
             run_dir=str(self.workdir.parent),
         )
 
-    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
-        payload = assemble_payload(self.workdir / "payload", images, scenarios)
+        payload = assemble_payload(self.workdir / "payload", images, scenarios, self._engine_files(plain_http))
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
@@ -173,6 +173,11 @@ class LibvirtHost(Host):
             self.record.boot_seconds = round(time.monotonic() - started, 2)
             return
         raise HostError(f"host {self.name}: no accelerator could start it")
+
+    def _engine_files(self, plain_http: list[str]) -> dict[str, str]:
+        """Engine configuration of this boot, which the guest's init puts in place before the engine
+        starts: dockerd's daemon.json with the run's plain-HTTP registries (podman is told per pull)."""
+        return {"engine/daemon.json": boot_daemon_json(self.spec, self.vms_dir, plain_http)} if self.spec.engine == "docker" else {}
 
     def _failure(self, message: str) -> HostError:
         """The error for a failure of this host: HypervisorLost when its hypervisor stopped answering

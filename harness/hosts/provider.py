@@ -95,8 +95,9 @@ class Host(ABC):
         return self.record.arch
 
     @abstractmethod
-    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> None:
-        """Make the host ready, with `images` and `scenarios` within its reach; raise HostError."""
+    def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
+        """Make the host ready, with `images` and `scenarios` within its reach, its engine allowed
+        to pull over plain HTTP from the registries `plain_http` (host:port); raise HostError."""
 
     @abstractmethod
     def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:

@@ -10,8 +10,9 @@ from harness.config.model import ScenarioSpec
 from harness.images.build import ImageBuild
 
 
-def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[ScenarioSpec]) -> Path:
-    """Lay out images/ and scenarios/ in `directory` (hard links where possible: archives are large)."""
+def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[ScenarioSpec], files: dict[str, str] | None = None) -> Path:
+    """Lay out images/ and scenarios/ in `directory` (hard links where possible: archives are large),
+    and `files` (path in the payload -> text: the engine's configuration of this boot)."""
     shutil.rmtree(directory, ignore_errors=True)
     (directory / "images").mkdir(parents=True)
     for image in images:
@@ -22,4 +23,7 @@ def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[
             shutil.copyfile(image.archive, dest)
     for scenario in scenarios:
         shutil.copytree(scenario.path, directory / "scenarios" / scenario.name, symlinks=False)
+    for relative, text in (files or {}).items():
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_text(text)
     return directory

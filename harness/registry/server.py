@@ -7,7 +7,6 @@ one a killed run left serving loopback only, when this run's remote guests need 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import urllib.request
@@ -30,9 +29,14 @@ http:
 
 # Not 5000: Debian's docker-registry service takes that port, with authentication, where an init
 # system starts it. 8008 is an http_port_t port in SELinux's reference policy, one that podman's
-# confined domain may connect to (5050 is mmcc_port_t, and was denied). HARNESS_REGISTRY_PORT
-# overrides it where the port is taken.
-REGISTRY_PORT = int(os.environ.get("HARNESS_REGISTRY_PORT", "8008"))
+# confined domain may connect to (5050 is mmcc_port_t, and was denied; 8009 is http_port_t too).
+# A matrix's `registry_port` chooses another where the port is taken.
+REGISTRY_PORT = 8008
+
+
+def registry_root(cache_root: Path, port: int = REGISTRY_PORT) -> Path:
+    """Where the registry of a port keeps its storage, configuration, log and pid file."""
+    return cache_root / ("registry" if port == REGISTRY_PORT else f"registry-{port}")
 
 
 class RegistryError(Exception):
@@ -103,7 +107,7 @@ class RegistryServer:
         if stop_orphaned_daemon(self.pid_file, "the registry") is None:
             raise RegistryError(
                 f"a registry at {self.url} serves this machine only (a running harness's, or not the harness's), "
-                "but guests on other machines must pull from it: stop it, or set HARNESS_REGISTRY_PORT to a free port"
+                "but guests on other machines must pull from it: stop it, or give the matrix another registry_port"
             )
         deadline = time.monotonic() + timeout
         while answers(self.url):

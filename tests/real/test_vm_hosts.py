@@ -20,6 +20,7 @@ MATRIX = f"""
 version: 1
 retries: 0
 defaults: {{vcpus: 1}}  # two guests at once on two cores, as --workers auto would choose
+registry_port: 8009  # not the default: every host, docker's too, pulls from wherever the run's registry is
 hosts:
   - {{name: bookworm-amd64-docker, release: bookworm, arch: amd64, engine: docker, runtime: runc}}
   - {{name: bookworm-amd64-cgroup1, release: bookworm, arch: amd64, engine: podman, runtime: runc, cgroup: v1}}
@@ -68,6 +69,8 @@ def test_docker_host_runs_dockerd_as_shipped(results):
     assert facts["runtime"] == "runc" and "apparmor" in facts["raw"]["security_options"]
     cell = results[0]["cells"]["bookworm-amd64-docker/debian-bookworm/useradd"]
     assert cell["command"][0] == "docker"
+    delivery = results[0]["deliveries"]["bookworm-amd64-docker/debian-bookworm"]
+    assert delivery["ok"] and delivery["reference"].startswith("10.0.2.2:8009/harness/"), delivery
 
 
 def test_cgroup_v1_host_has_the_legacy_hierarchy(results):

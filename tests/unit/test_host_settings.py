@@ -85,3 +85,31 @@ def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path):
     assert _workers("auto", replace(matrix, hypervisors=twins[:2]), None) == 4  # the matrix's own pool
     assert _workers("auto", replace(matrix, hypervisors=twins), None) == 4  # no more than hosts
     assert _workers("3", matrix, [node.uri]) == 3
+
+
+def test_docker_hosts_get_the_runs_registries_at_boot_not_in_their_disk(repo_root, tmp_path):
+    """The disk's daemon.json names no registry (so it does not depend on the port); each boot's
+    lists the run's registry wherever it listens, and plain-HTTP reference registries only."""
+    import json
+
+    from harness.hosts.build import boot_daemon_json, engine_config
+
+    h, vms = hosts(repo_root, tmp_path)
+    assert "insecure-registries" not in json.loads(engine_config(h["dockerd"], vms)[1])
+    booted = json.loads(boot_daemon_json(h["dockerd"], vms, ["10.0.2.2:8009", "10.0.2.2:5001", "10.0.2.2:8009"]))
+    assert booted["insecure-registries"] == ["10.0.2.2:5001", "10.0.2.2:8009"]
+
+
+def test_only_references_without_tls_verification_are_plain_http(repo_root, tmp_path):
+    from harness.context import RunContext
+    from harness.hosts.fleet import Fleet
+    from tests.stub_host import StubHost
+
+    text = MATRIX.replace("images:\n", "images:\n  - {name: lab, reference: '127.0.0.1:5001/app:1', tls_verify: false}\n  - {name: vendor, reference: 'registry.example.com/app:2'}\n")
+    import shutil
+
+    shutil.copytree(repo_root / "vms", tmp_path / "vms")
+    shutil.copytree(repo_root / "scenarios", tmp_path / "scenarios")
+    matrix = load_matrix(write_matrix(tmp_path, text))
+    fleet = Fleet(matrix, RunContext("r", tmp_path, tmp_path, (), registry="http://127.0.0.1:8009"))
+    assert fleet._plain_http(StubHost(matrix.host("dockerd"))) == ["10.0.2.2:8009", "10.0.2.2:5001"]
