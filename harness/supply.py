@@ -155,7 +155,7 @@ class ImageSupply:
         """A reference image's facts, as its registry describes it (its layers are not read)."""
         if spec.name not in self.records:
             record = ImageRecord(spec.name, spec.release, reference=spec.reference, source="reference")
-            record.builds, record.index_digest = describe(spec.reference, spec.tls_verify)
+            record.builds, record.index_digest, record.facts_error = describe(spec.reference, spec.tls_verify)
             self.records[spec.name] = record
 
     def reference_digest(self, name: str, host_arch: str) -> str:

@@ -27,8 +27,9 @@ def split_reference(reference: str) -> tuple[str, str, str]:
     return registry, repo, ref
 
 
-def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildRecord], str]:
-    """(builds by Debian architecture, digest of what the reference names)."""
+def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildRecord], str, str]:
+    """(builds by Debian architecture, digest of what the reference names, why they could not be
+    read: "" when they were; a registry that wants a token says so here)."""
     registry, repo, ref = split_reference(reference)
     client = RegistryClient(f"{'https' if tls_verify else 'http'}://{registry}")
     try:
@@ -56,6 +57,11 @@ def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildReco
                 recipe_digest="",
                 labels=dict((config.get("config") or {}).get("Labels") or {}),
             )
-        return builds, digest
-    except (RegistryError, ValueError, KeyError):
-        return {}, ""
+        return builds, digest, ""
+    except RegistryError as exc:
+        said = str(exc)
+        if " gave 401" in said:
+            said += " (the registry wants credentials; the harness reads anonymously)"
+        return {}, "", said
+    except (ValueError, KeyError) as exc:
+        return {}, "", f"{reference}: the registry's answer is not an image manifest or index ({type(exc).__name__}: {exc})"

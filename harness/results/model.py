@@ -309,6 +309,7 @@ class ImageRecord:
     index_digest: str = ""  # the OCI index (or the single manifest) behind `reference`
     builds: dict[str, ImageBuildRecord] = field(default_factory=dict)  # by Debian architecture
     source: str = "built"  # or "reference": published elsewhere and pulled as it is
+    facts_error: str = ""  # why a reference's facts could not be read from its registry
 
     @property
     def grade(self) -> str:

@@ -109,11 +109,12 @@ def test_an_image_given_by_reference_is_described_by_its_registry(registry, push
     from harness.registry.inspect import describe
 
     _, builds, digest = pushed
-    described, index = describe(f"{registry.url.split('://')[1]}/harness/probe:latest", tls_verify=False)
+    described, index, _ = describe(f"{registry.url.split('://')[1]}/harness/probe:latest", tls_verify=False)
     assert index == digest and sorted(described) == ["amd64", "arm64"]
     assert described["arm64"].image_id == builds["arm64"].image_id and described["arm64"].platform == "linux/arm64"
     assert described["amd64"].layers == 1 and described["amd64"].size > 0
-    assert describe("127.0.0.1:1/nothing/here:1", tls_verify=False) == ({}, "")
+    builds, digest, why = describe("127.0.0.1:1/nothing/here:1", tls_verify=False)
+    assert (builds, digest) == ({}, "") and why.startswith("registry http://127.0.0.1:1 cannot be reached")
 
 
 def test_a_loopback_only_registry_a_killed_run_left_is_replaced_when_other_machines_must_pull(tmp_path):

@@ -61,3 +61,13 @@ def test_a_4xx_is_final(registry):
     with pytest.raises(RegistryError, match="gave 404"):
         RegistryClient(url, retry_delays=(0.01, 0.01)).manifest("r", "latest", "application/json")
     assert len(seen) == 1
+
+
+def test_a_registry_that_wants_a_token_is_named_as_why_facts_are_missing(registry):
+    from harness.registry.inspect import describe
+
+    url, plan, _ = registry
+    plan.append(401)
+    builds, digest, why = describe(f"{url.split('://')[1]}/vendor/app:2.1", tls_verify=False)
+    assert (builds, digest) == ({}, "")
+    assert "GET /v2/vendor/app/manifests/2.1 gave 401" in why and "wants credentials" in why

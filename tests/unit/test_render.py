@@ -90,3 +90,11 @@ def test_image_facts_and_freshness_are_shown(tmp_path):
     assert "libc6 2.36-9+deb12u4 -&gt; 2.36-9+deb12u14" in html
     assert "python3 3.11.2-1+b1" in html and '<a href="#image-img-b">img-b</a>' in html
     assert 'class="badge grade-D"' in html.split("<tbody>")[1].split("</tbody>")[0]  # in the matrix's row header
+
+
+def test_why_a_references_facts_are_missing_is_shown(tmp_path):
+    results = results_with()
+    results.images["vendor"] = ImageRecord("vendor", "bookworm", reference="registry.example.com/vendor/app:2.1", source="reference",
+                                           facts_error="registry https://registry.example.com: GET /v2/vendor/app/manifests/2.1 gave 401: {} (the registry wants credentials; the harness reads anonymously)")
+    html = render_report(results, tmp_path).read_text()
+    assert "gave 401" in html and "the registry wants credentials" in html
