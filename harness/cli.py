@@ -191,6 +191,27 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if any(c.kind == Transition.REGRESSION for c in found) else 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    """The support statement, only when every supported pair's verdict allows it (exit 1 otherwise)."""
+    from harness.report.publish import blockers, publish
+    from harness.results import store
+
+    try:
+        results = store.load(Path(args.results))
+    except store.ResultsError as exc:
+        print(f"harness publish: {exc}", file=sys.stderr)
+        return 2
+    stopping = blockers(results)
+    if stopping:
+        print(f"harness publish: not published: {len(stopping)} supported pair(s) of run {results.run_id} stop it:", file=sys.stderr)
+        for line in stopping:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    for path in publish(results, Path(args.out) if args.out else Path(args.results).parent):
+        print(path)
+    return 0
+
+
 def _engine_serve(args: argparse.Namespace) -> int:
     """Serve podman's Docker-compatible API until interrupted (hosts with `endpoint:` pointing at it)."""
     from harness.engines.service import PodmanService
@@ -230,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
     p_report.add_argument("results", nargs="?", default="reports/results.json")
 
+    p_publish = sub.add_parser("publish", help="write the support statement (support.html, .csv, .json) when no supported pair fails")
+    p_publish.add_argument("results", nargs="?", default="reports/results.json")
+    p_publish.add_argument("--out", default=None, help="directory to write it to (default: beside RESULTS)")
+
     p_doctor = sub.add_parser("doctor", help="say what this machine lacks to run a matrix's hosts")
     p_doctor.add_argument("matrix", nargs="?", default="matrix.yaml")
     p_doctor.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI of a hypervisor to check (repeatable; default: the matrix's)")
@@ -265,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return _engine_serve(args)
     if args.command == "diff":
         return _diff(args)
+    if args.command == "publish":
+        return _publish(args)
     if args.command == "cleanup":
         return _cleanup(args)
     if args.command == "hosts":

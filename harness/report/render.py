@@ -1,7 +1,7 @@
 """Render the HTML supportability matrix from results (and nothing else) with jinja2, autoescaped.
 
-Two pages: matrix.html, the QE view (every pair, its class, scenarios, evidence, filters), and
-support.html, the vendor-facing published support matrix (supported pairs and whether they pass).
+matrix.html is the QE view: every pair, its class, scenarios, evidence, filters. The vendor-facing
+statement (support.html, .csv, .json) is written by `harness publish` (report/publish.py).
 """
 
 from __future__ import annotations
@@ -83,11 +83,10 @@ def matrix_view(results: RunResults) -> dict:
 
 
 def render_report(results: RunResults, reports: Path) -> Path:
-    """Write matrix.html and support.html into `reports`; returns the path of matrix.html."""
+    """Write matrix.html into `reports`, and return its path."""
     reports.mkdir(parents=True, exist_ok=True)
     env = _environment()
     view = matrix_view(results)
-    (reports / "support.html").write_text(env.get_template("support.html.j2").render(results=results, view=view))
     out = reports / "matrix.html"
     out.write_text(env.get_template("matrix.html.j2").render(results=results, view=view))
     return out
