@@ -33,6 +33,7 @@ hosts:{LOCAL_PODMAN_HOST}images:{BOOKWORM_IMAGE}scenarios:
   - prints-and-fails
   - hangs
   - not-for-this-image
+  - service-dies
 """
 
 
@@ -42,6 +43,8 @@ def run(tmp_path_factory):
     project_copy(directory)
     add_scenario(directory / "scenarios", "prints-and-fails", "#!/bin/sh\necho '</pre><script>alert(1)</script>'\nexit 7\n")
     add_scenario(directory / "scenarios", "hangs", "#!/bin/sh\necho started\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 3\n")
+    add_scenario(directory / "scenarios", "service-dies", "#!/bin/sh\necho never\n",
+                 "purpose: its init dies\ndimension: engine\nmode: service\ninit: [/bin/sh, -c, 'echo init dying; exit 3']\n")
     add_scenario(directory / "scenarios", "not-for-this-image", "#!/bin/sh\nexit 0\n", "purpose: x\ndimension: application\nneeds: [nginx]\n")
     add_scenario(directory / "scenarios", "floods-stdout", "#!/bin/sh\nhead -c 100000000 /dev/zero | tr '\\0' x\necho\necho END\n")
     add_scenario(
@@ -78,6 +81,9 @@ def test_cells_run_in_the_local_engine(run):
     assert skipped["stdout"].startswith("missing: nginx (one container checked the needs") and skipped["duration"] == 0
     assert results["pairs"]["local-podman/debian-bookworm"]["klass"] == "unsupported-broken"  # engine hosts: only by include
     assert results["hosts"]["local-podman"]["health"] == "ok"
+    dead = results["cells"]["local-podman/debian-bookworm/service-dies"]
+    assert dead["outcome"] == "fail" and dead["message"].startswith("the container exited (status 3) before the scenario started"), dead
+    assert "init dying" in dead["stdout"] and "never" not in dead["stdout"]
 
 
 def test_a_flood_of_output_is_cut_and_the_run_goes_on(run):
