@@ -96,15 +96,21 @@ def _workers(requested: str, matrix: Matrix, hypervisors: list[str] | None) -> i
     return max(1, min(len(matrix.hosts), slots or 1))
 
 
-def _report(args: argparse.Namespace) -> int:
-    from harness.report.render import render_report
+def _results(path: str, command: str):
+    """A run's results, or what is wrong with the file printed in one line and exit 2."""
     from harness.results import store
 
     try:
-        results = store.load(Path(args.results))
+        return store.load(Path(path))
     except store.ResultsError as exc:
-        print(f"harness report: {exc}", file=sys.stderr)
-        return 2
+        print(f"harness {command}: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report.render import render_report
+
+    results = _results(args.results, "report")
     out = render_report(results, Path(args.results).parent)
     print(out)
     return 0
@@ -177,13 +183,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     """Exit 1 when a pair regressed, so CI can gate on it."""
     from harness.report.diff import Transition, as_text, changes, render_diff
-    from harness.results import store
 
-    try:
-        old, new = store.load(Path(args.old)), store.load(Path(args.new))
-    except store.ResultsError as exc:
-        print(f"harness diff: {exc}", file=sys.stderr)
-        return 2
+    old, new = _results(args.old, "diff"), _results(args.new, "diff")
     found = changes(old, new)
     print(as_text(found))
     page = render_diff(old, new, Path(args.html) if args.html else Path(args.new).parent / "diff.html")
@@ -194,13 +195,8 @@ def _diff(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     """The support statement, only when every supported pair's verdict allows it (exit 1 otherwise)."""
     from harness.report.publish import blockers, publish
-    from harness.results import store
 
-    try:
-        results = store.load(Path(args.results))
-    except store.ResultsError as exc:
-        print(f"harness publish: {exc}", file=sys.stderr)
-        return 2
+    results = _results(args.results, "publish")
     stopping = blockers(results)
     if stopping:
         print(f"harness publish: not published: {len(stopping)} supported pair(s) of run {results.run_id} stop it:", file=sys.stderr)

@@ -49,8 +49,13 @@ def matrix(tmp_path, repo_root):
     return write_matrix(tmp_path, MATRIX)
 
 
+def invoke(pytester: pytest.Pytester, matrix, reports, *args: str) -> pytest.RunResult:
+    """The plugin on `matrix`, in this process, with stub hosts; the cache beside the matrix."""
+    return pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={matrix.parent / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", *args, plugins=[Stubs()])
+
+
 def run(pytester: pytest.Pytester, matrix, reports, *args: str) -> tuple[pytest.RunResult, dict]:
-    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={matrix.parent / 'cache'}", "--progress=quiet", f"--junitxml={reports / 'junit.xml'}", "-p", "no:cacheprovider", *args, plugins=[Stubs()])
+    result = invoke(pytester, matrix, reports, f"--junitxml={reports / 'junit.xml'}", *args)
     return result, json.loads((reports / "results.json").read_text())
 
 
@@ -149,12 +154,12 @@ def test_resume_refuses_another_matrixs_results_and_a_damaged_file(pytester, mat
     reports = tmp_path / "reports"
     run(pytester, matrix, reports)
     other = write_matrix(tmp_path, MATRIX, name="matrix-other.yaml")
-    result = pytester.runpytest_inprocess(str(other), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "--resume", plugins=[Stubs()])
+    result = invoke(pytester, other, reports, "--resume")
     assert result.ret == 2
     result.stdout.fnmatch_lines([f"*harness: cannot resume: {reports / 'results.json'} is the results of {matrix}, not of {other}*"])
     (reports / "results.json").write_text((reports / "results.json").read_text()[:300])
     kept = (reports / "results.json").read_text()
-    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "--resume", plugins=[Stubs()])
+    result = invoke(pytester, matrix, reports, "--resume")
     assert result.ret == 2 and (reports / "results.json").read_text() == kept  # nothing lost, nothing overwritten
     result.stdout.fnmatch_lines([f"*harness: cannot resume: {reports / 'results.json'}: not JSON*"])
 
@@ -162,7 +167,7 @@ def test_resume_refuses_another_matrixs_results_and_a_damaged_file(pytester, mat
 def test_no_run_destroys_anothers_results(pytester, matrix, tmp_path):
     reports = tmp_path / "reports"
     _, first = run(pytester, matrix, reports)
-    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={tmp_path / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", "-k", "no-such-cell", plugins=[Stubs()])
+    result = invoke(pytester, matrix, reports, "-k", "no-such-cell")
     result.stdout.fnmatch_lines([f"*no cell ran: {reports} is left as it was*"])
     assert json.loads((reports / "results.json").read_text()) == first and (reports / "matrix.html").exists()
     assert not (reports / "runs").exists() or not any((reports / "runs").iterdir())
