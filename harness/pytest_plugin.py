@@ -8,6 +8,7 @@ pytest-html does.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 
 from harness import __version__
 from harness.cache import default_root
+from harness.cells.blame import Blamer
 from harness.cells.verdict import error_result
 from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
@@ -35,7 +37,7 @@ from harness.progress import ProgressLog, ProgressPrinter
 from harness.registry.server import RegistryError, RegistryServer, registry_root
 from harness.report.render import render_report
 from harness.results import history, store
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, now
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, Verdict, now
 from harness.runs import claim, live_runs
 from harness.session import Parts, RunSession
 from harness.supply import SupplyError, delivery_problem
@@ -45,6 +47,7 @@ CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
 IMAGE_PROPERTY = "harness_image"
+VERDICT_PROPERTY = "harness_verdict"
 SESSION_KEY = pytest.StashKey[RunSession]()
 MATRIX_KEY = pytest.StashKey[Matrix]()
 # The run's registry, started by the controller and handed to xdist workers in their workerinput.
@@ -75,6 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="live: a line per host phase (building, booting, loading, scenario k of n) with an ETA; quiet: none, for CI logs",
     )
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
+    group.addoption("--blame", action=argparse.BooleanOptionalAction, default=True, help="run each failing cell again with one layer swapped (seccomp, LSM, runtime) after its host's last cell, to say which broke (default: on)")
+    group.addoption("--blame-budget", type=int, default=40, help="at most this many blame experiments (containers) per process (default 40)")
     group.addoption("--progress-fd", type=int, default=None, help="write live progress lines to this file descriptor (`harness run` gives it the terminal, which pytest captures)")
 
 
@@ -228,7 +233,9 @@ class CellItem(pytest.Item):
             step, steps = session.fleet.cell_started(host_name)
             session.run.phase(host_name, "scenario", f"{image}/{scenario_name}", step, steps)
             try:
-                return session.runner.run(self.host, self.delivery, scenario, self.settings)
+                result = session.runner.run(self.host, self.delivery, scenario, self.settings)
+                session.ran(self.host, self.delivery, scenario, result)
+                return result
             except HypervisorLost as exc:  # the cell runs again, on the host started elsewhere
                 session.fleet.lose(host_name, exc)
                 session.fleet.cell_rerun(host_name)
@@ -240,7 +247,8 @@ class CellItem(pytest.Item):
 
     def teardown(self) -> None:
         if SESSION_KEY in self.config.stash:
-            self.config.stash[SESSION_KEY].fleet.cell_done(self.cell[0])
+            for verdict in self.config.stash[SESSION_KEY].cell_done(self.cell[0]):
+                self.user_properties.append((VERDICT_PROPERTY, json.dumps(asdict(verdict))))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CellFailed):
@@ -290,7 +298,8 @@ def _session(config: pytest.Config, matrix: Matrix) -> RunSession:
             registry=_registry(config),
             progress=ProgressLog(reports / PROGRESS_FILE),
         )
-        session = RunSession(matrix, run, reuse=config.option.reuse, parts=config.stash.get(PARTS_KEY, Parts()))
+        blamer = Blamer(budget=config.option.blame_budget) if config.option.blame else None
+        session = RunSession(matrix, run, reuse=config.option.reuse, parts=config.stash.get(PARTS_KEY, Parts()), blamer=blamer)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
     return config.stash[SESSION_KEY]
@@ -460,6 +469,10 @@ class ResultsRecorder:
                 self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
             elif name == IMAGE_PROPERTY:
                 self._merge_image(ImageRecord.from_json(json.loads(value)))
+            elif name == VERDICT_PROPERTY:
+                verdict = Verdict.from_json(json.loads(value))
+                self.results.verdicts[verdict.cells[0]] = verdict
+                recorded = True
         if recorded:
             self._classify()
             self._save()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness.cells.blame import BLAMED, Blamer
 from harness.cells.cache import ResultCache, cell_key
 from harness.cells.runner import CellRunner, CellSettings
 from harness.config.model import Matrix
@@ -15,7 +16,9 @@ from harness.context import RunContext
 from harness.hosts.fleet import Fleet
 from harness.hosts.kinds import DRIVERS
 from harness.images.build import build_image
-from harness.results.model import CellResult, DeliveryRecord, HostRecord
+from harness.config.model import ScenarioSpec
+from harness.hosts.provider import Host, HostError
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, Verdict
 from harness.supply import ImageSupply
 
 
@@ -34,9 +37,12 @@ class RunSession:
     run: RunContext
     reuse: bool = False  # --reuse: take unchanged cells from the result cache
     parts: Parts = field(default_factory=Parts)
+    blamer: Blamer | None = None  # None: --no-blame
     fleet: Fleet = field(init=False)
     supply: ImageSupply = field(init=False)
     runner: CellRunner = field(init=False)
+    # Per host, its failing cells of this run, blamed after its last cell.
+    _failures: dict[str, list[tuple[Host, DeliveryRecord, ScenarioSpec, CellResult]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.supply = ImageSupply(self.matrix, self.run, build=self.parts.build_image)
@@ -71,6 +77,30 @@ class RunSession:
             self.supply.deliveries.setdefault((host, image), delivery)
         self.supply.record_cached(image, host_record.arch or self.matrix.host(host).arch)
         return cell
+
+    def ran(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, result: CellResult) -> None:
+        """A cell this process ran; a failure is kept for blame after the host's last cell."""
+        if self.blamer is not None and (result.original_outcome or result.outcome) in BLAMED:
+            self._failures.setdefault(host.name, []).append((host, delivery, scenario, result))
+
+    def cell_done(self, host: str) -> list[Verdict]:
+        """A cell of the host is finished. After its last one, its failures are blamed (the host
+        still up, so the matrix's first results were not delayed), then the host is stopped.
+        Returns the verdicts made or extended, to be recorded."""
+        verdicts = []
+        if self.fleet.last_cell(host):
+            failures = self._failures.pop(host, [])
+            for number, (running, delivery, scenario, result) in enumerate(failures, 1):
+                self.run.phase(host, "blaming", f"{result.image}/{result.scenario} ({number} of {len(failures)})")
+                try:
+                    verdict = self.blamer.blame(running, delivery, scenario, result) if self.blamer else None
+                except HostError as exc:  # the host died under an experiment: no more of them there
+                    self.run.phase(host, "blaming", f"stopped: {exc}")
+                    break
+                if verdict is not None:
+                    verdicts.append(verdict)
+        self.fleet.cell_done(host)
+        return verdicts
 
     def records(self, host: str, image: str) -> tuple[HostRecord, DeliveryRecord | None]:
         return self.fleet.record(host), self.supply.deliveries.get((host, image))

@@ -19,7 +19,8 @@ Answer = int | ExecRecord | Exception
 
 class StubHost(Host):
     """Every command succeeds at once; `script` gives scenario runs their answers in turn (the last
-    answer repeats), and scenarios whose names end in -fails fail. With script["pull"] (pairs of exit
+    answer repeats), or a function of the scenario as run (its options show a blame experiment's
+    swap); scenarios whose names end in -fails fail. With script["pull"] (pairs of exit
     code and output) the host pulls its images, as VM hosts do."""
 
     def __init__(self, spec, script: dict[str, list[Answer]] | None = None, log: list[str] | None = None):
@@ -38,8 +39,13 @@ class StubHost(Host):
     def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
         return self._ok(["stub", "load", image.name])
 
+    def runtimes(self) -> list[str]:
+        return ["crun", "runc"]
+
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         answers = self.script.get(scenario.name)
+        if callable(answers):  # answers by what the container runs with (a blame experiment's swap)
+            answers = [answers(scenario)]
         if not answers:
             return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
         answer = answers.pop(0) if len(answers) > 1 else answers[0]

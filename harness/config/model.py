@@ -133,6 +133,10 @@ class ScenarioOptions:
     user: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     systemd: bool = False
+    # Set by a blame experiment only (harness/cells/blame.py), never by a scenario.yaml: engine
+    # security options (seccomp=unconfined, apparmor=unconfined, label=disable) and another runtime.
+    security_opt: tuple[str, ...] = ()
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)

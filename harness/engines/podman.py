@@ -18,6 +18,8 @@ def option_flags(options: ScenarioOptions) -> list[str]:
         flags += ["--user", options.user]
     for key, value in options.env:
         flags += ["--env", f"{key}={value}"]
+    for opt in options.security_opt:
+        flags += ["--security-opt", opt]
     return flags
 
 
@@ -45,7 +47,7 @@ class Podman:
         return ["podman", "image", "exists", image_id]
 
     def _common(self, mount: tuple[str, str], options: ScenarioOptions) -> list[str]:
-        return ["--runtime", self.runtime, "--network", "none", "--volume", f"{mount[0]}:{mount[1]}:ro", *option_flags(options), *self._systemd(options)]
+        return ["--runtime", options.runtime or self.runtime, "--network", "none", "--volume", f"{mount[0]}:{mount[1]}:ro", *option_flags(options), *self._systemd(options)]
 
     def _systemd(self, options: ScenarioOptions) -> list[str]:
         return ["--systemd", "always"] if options.systemd else []

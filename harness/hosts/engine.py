@@ -80,11 +80,13 @@ class EngineHost(Host):
 
     def _container(self, image_id: str, scenario: ScenarioSpec, command: list[str]) -> "_Container":
         kwargs: dict = {"network_mode": "none"}
-        if self.spec.runtime:
-            kwargs["runtime"] = self.spec.runtime
+        options = scenario.options
+        if options.runtime or self.spec.runtime:
+            kwargs["runtime"] = options.runtime or self.spec.runtime
+        if options.security_opt:
+            kwargs["security_opt"] = list(options.security_opt)
         if self.spec.ulimits:
             kwargs["ulimits"] = [Ulimit(name=k, soft=v, hard=v) for k, v in sorted(self.spec.ulimits.items())]
-        options = scenario.options
         if options.memory:
             kwargs["mem_limit"] = options.memory
         if options.pids_limit:
@@ -101,8 +103,8 @@ class EngineHost(Host):
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         flags = ["--network", "none"]
-        if self.spec.runtime:
-            flags += ["--runtime", self.spec.runtime]
+        if scenario.options.runtime or self.spec.runtime:
+            flags += ["--runtime", scenario.options.runtime or self.spec.runtime]
         for name, value in sorted(self.spec.ulimits.items()):
             flags += ["--ulimit", f"{name}={value}:{value}"]
         flags += [*option_flags(scenario.options), "-v", f"{scenario.path}:{scenario_mount(scenario)}:ro"]
@@ -178,6 +180,12 @@ class EngineHost(Host):
             time.monotonic() - started,
             timed_out=limit_reached(code, time.monotonic() - exec_started, limit),
         )
+
+    def runtimes(self) -> list[str]:
+        try:
+            return sorted(self.client.info().get("Runtimes", {})) or super().runtimes()
+        except API_ERRORS:
+            return super().runtimes()
 
     def read_facts(self) -> dict[str, str]:
         """From the engine's info and version endpoints (its Docker API)."""

@@ -189,6 +189,10 @@ class Fleet:
         """The cell in flight runs again (its host moved): it is not counted twice."""
         self._started[name] -= 1
 
+    def last_cell(self, name: str) -> bool:
+        """Whether the host's cell now finishing is its last of the run (and the host is up)."""
+        return self._remaining.get(name, 1) <= 1 and name in self._hosts and name not in self._broken
+
     def cell_done(self, name: str) -> None:
         """Count a finished cell; after a host's last one, stop it to free its cores and memory."""
         self._remaining[name] = self._remaining.get(name, 1) - 1

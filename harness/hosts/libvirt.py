@@ -286,15 +286,26 @@ class LibvirtHost(Host):
             stderr=f"{shlex.join(execution.argv)}: {said}\n{shlex.join(log.argv)}: the container's own log is above\n",
         )
 
+    def _kernel_lines(self, seconds: float, pattern: str) -> list[str]:
+        """The guest kernel's log lines of the last `seconds` that match the awk regex `pattern`."""
+        script = (
+            'since=$(awk -v d="$1" \'{print $1 - d}\' /proc/uptime); '
+            'dmesg | awk -F"[][]" -v s="$since" -v p="$2" \'$0 ~ p && $2 + 0 >= s\''
+        )
+        found = self.run(["sh", "-c", script, "kernel-log", str(int(seconds) + 5), pattern], 60 * self.time_scale)
+        return found.stdout.splitlines() if found.exit_code == 0 else []
+
     def _oom_kill_within(self, seconds: float) -> bool:
         """Whether the guest kernel's OOM killer killed a process in the last `seconds` (a 137 that
         is not the harness's timeout: the container's memory limit, or the host's, was reached)."""
-        script = (
-            'since=$(awk -v d="$1" \'{print $1 - d}\' /proc/uptime); '
-            'dmesg | awk -F"[][]" -v s="$since" \'/[Kk]illed process/ && $2 + 0 >= s {n++} END {print n + 0}\''
-        )
-        found = self.run(["sh", "-c", script, "oom", str(int(seconds) + 5)], 60 * self.time_scale)
-        return found.exit_code == 0 and found.stdout.strip() not in ("", "0")
+        return bool(self._kernel_lines(seconds, "[Kk]illed process"))
+
+    def denials_since(self, seconds: float) -> list[str]:
+        return self._kernel_lines(seconds, "apparmor=\"DENIED\"|avc: +denied")
+
+    def runtimes(self) -> list[str]:
+        found = self.run(["sh", "-c", "for r in crun runc; do command -v $r >/dev/null && echo $r; done"], 60 * self.time_scale)
+        return found.stdout.split() if found.exit_code == 0 else [self.spec.runtime]
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
         if self.agent is None:

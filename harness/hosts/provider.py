@@ -137,6 +137,14 @@ class Host(ABC):
     def stop(self) -> None:
         """Tear the host down and remove everything start() created; safe to call twice."""
 
+    def runtimes(self) -> list[str]:
+        """The OCI runtimes the host's engine can run containers with (a blame experiment swaps)."""
+        return [self.spec.runtime] if self.spec.runtime else []
+
+    def denials_since(self, seconds: float) -> list[str]:
+        """The LSM's denials (AppArmor DENIED, SELinux AVC) the host logged in the last `seconds`."""
+        return []
+
     def evidence(self) -> dict[str, str]:
         """Files worth keeping after the run, by name (a VM's serial console log)."""
         return {}

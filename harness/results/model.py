@@ -100,7 +100,7 @@ _CLASS_LABELS = {
 }
 
 # The enums results.json's schema takes its value lists from (harness/results/schema.py).
-ENUMS: dict[str, type[StrEnum]] = {"outcome": Outcome, "pair_class": PairClass, "host_kind": HostKind, "delivery_method": DeliveryMethod}
+ENUMS: dict[str, type[StrEnum]] = {"outcome": Outcome, "pair_class": PairClass, "host_kind": HostKind, "delivery_method": DeliveryMethod}  # and "layer" below
 
 
 @dataclass
@@ -342,6 +342,52 @@ class PairResult:
         return cls(**{**data, "klass": PairClass(data["klass"])})
 
 
+class Layer(StrEnum):
+    """What a failing cell's blame experiments name as the layer that broke."""
+
+    FLAKY = "flaky"  # the unchanged rerun passed
+    SECCOMP = "seccomp"
+    LSM = "LSM"
+    RUNTIME = "runtime"
+    INTERACTION = "interaction"  # more than one single swap turns it into a pass
+    IMAGE = "the image or the scenario"  # no swap does
+    UNCHANGED = "unchanged"  # an experiment's layer: the cell run again as it was
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One run of a failing cell with exactly one thing changed (or nothing, for the rerun)."""
+
+    layer: Layer
+    swap: str  # what was changed, e.g. "seccomp=unconfined"; "" for the unchanged rerun
+    command: list[str]
+    outcome: Outcome
+    exit_code: int | None
+    duration: float
+    evidence: str = ""  # its output's tail, and the LSM denials the host logged meanwhile
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Experiment":
+        return cls(**{**data, "layer": Layer(data["layer"]), "outcome": Outcome(data["outcome"])})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which layer broke, for the failing cells that failed alike: its experiments, and whether
+    repeating the decisive ones moved the outcome as the verdict predicts (confirmation)."""
+
+    layer: Layer
+    summary: str  # "LSM: passes with apparmor=unconfined"
+    cells: list[str]  # the cells it covers (the same scenario failing the same way); the first was experimented on
+    experiments: list[Experiment] = field(default_factory=list)
+    confirmed: bool | None = None  # None: nothing to confirm (flaky, the image or the scenario)
+    confirmation: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Verdict":
+        return cls(**{**data, "layer": Layer(data["layer"]), "experiments": [Experiment.from_json(e) for e in data.get("experiments", [])]})
+
+
 @dataclass
 class RunResults:
     """Everything one matrix run measured, as written to results.json."""
@@ -356,7 +402,11 @@ class RunResults:
     deliveries: dict[str, DeliveryRecord] = field(default_factory=dict)
     cells: dict[str, CellResult] = field(default_factory=dict)
     pairs: dict[str, PairResult] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # keyed by the first cell they cover
     schema_version: int = SCHEMA_VERSION
+
+    def verdict_of(self, cell_key: str) -> Verdict | None:
+        return next((v for v in self.verdicts.values() if cell_key in v.cells), None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -371,4 +421,5 @@ class RunResults:
         plain["images"] = {k: ImageRecord.from_json(v) for k, v in data.get("images", {}).items()}
         plain["cells"] = {k: CellResult.from_json(v) for k, v in data.get("cells", {}).items()}
         plain["pairs"] = {k: PairResult.from_json(v) for k, v in data.get("pairs", {}).items()}
+        plain["verdicts"] = {k: Verdict.from_json(v) for k, v in data.get("verdicts", {}).items()}
         return cls(**plain)

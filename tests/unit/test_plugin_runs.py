@@ -175,3 +175,16 @@ def test_no_run_destroys_anothers_results(pytester, matrix, tmp_path):
     assert second["run_id"] != first["run_id"]
     kept = reports / "runs" / first["run_id"]
     assert json.loads((kept / "results.json").read_text()) == first and (kept / "matrix.html").exists()
+
+
+def test_failing_cells_are_blamed_after_their_hosts_last_cell(pytester, matrix, tmp_path):
+    StubKind.script = {"ok-fails": lambda scenario: 0 if "seccomp=unconfined" in scenario.options.security_opt else 1}
+    _, data = run(pytester, matrix, tmp_path / "reports")
+    assert sorted(data["verdicts"]) == ["h1/img/ok-fails"]  # failing alike on h2: blamed once, for both
+    verdict = data["verdicts"]["h1/img/ok-fails"]
+    assert verdict["cells"] == ["h1/img/ok-fails", "h2/img/ok-fails"]
+    assert (verdict["layer"], verdict["summary"], verdict["confirmed"]) == ("seccomp", "seccomp: passes with seccomp=unconfined", True)
+    html = (tmp_path / "reports" / "matrix.html").read_text()
+    assert "seccomp: passes with seccomp=unconfined" in html and 'id="why"' in html
+    _, none = run(pytester, matrix, tmp_path / "again", "--no-blame")
+    assert none["verdicts"] == {}

@@ -1,0 +1,138 @@
+"""Which layer broke: a failing cell run again with exactly one thing changed, cheapest first, as
+openQA's investigation jobs and KernelCI's bisection do, then the verdict confirmed by repeating
+the decisive runs.
+
+The experiments here change the container's layers on the same host: nothing (a rerun, to tell a
+flake), the seccomp profile (unconfined), the LSM's confinement (AppArmor unconfined, SELinux
+label=disable), the OCI runtime (crun <-> runc, where the host has both). Failures that look the
+same (one scenario failing the same way on many images or hosts) are blamed once, and the verdict
+lists every cell it covers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+from harness.cells.verdict import judge
+from harness.config.model import ScenarioSpec
+from harness.hosts.provider import Host
+from harness.results.model import CellResult, DeliveryRecord, ExecRecord, Experiment, Layer, Outcome, Verdict
+
+# Outcomes a blame is run for: the image's failures as judged, and the engine's refusals.
+BLAMED = (Outcome.FAIL, Outcome.TIMEOUT, Outcome.ENGINE_ERROR)
+# How many times the decisive runs are repeated to confirm a verdict.
+CONFIRM_RUNS = 1
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One layer of the container changed for an experiment."""
+
+    layer: Layer
+    what: str  # as the report says it: "seccomp=unconfined", "runtime runc"
+    security_opt: tuple[str, ...] = ()
+    runtime: str | None = None
+
+    def apply(self, scenario: ScenarioSpec) -> ScenarioSpec:
+        options = replace(scenario.options, security_opt=scenario.options.security_opt + self.security_opt, runtime=self.runtime or scenario.options.runtime)
+        return replace(scenario, options=options)
+
+
+UNCHANGED = Swap(Layer.UNCHANGED, "")
+
+
+def swaps_for(host: Host) -> list[Swap]:
+    """The single-layer swaps this host allows, cheapest first."""
+    swaps = [Swap(Layer.SECCOMP, "seccomp=unconfined", ("seccomp=unconfined",))]
+    lsm = host.record.settings.get("lsm", "")
+    if lsm == "apparmor":
+        swaps.append(Swap(Layer.LSM, "apparmor=unconfined", ("apparmor=unconfined",)))
+    elif lsm == "selinux":
+        swaps.append(Swap(Layer.LSM, "label=disable", ("label=disable",)))
+    elif not lsm:  # an engine host: its engine says which LSM confines containers
+        said = host.record.facts.lsm
+        if "apparmor" in said:
+            swaps.append(Swap(Layer.LSM, "apparmor=unconfined", ("apparmor=unconfined",)))
+        if "selinux" in said:
+            swaps.append(Swap(Layer.LSM, "label=disable", ("label=disable",)))
+    others = [r for r in host.runtimes() if r != host.record.runtime and r in ("crun", "runc")]
+    if others:
+        swaps.append(Swap(Layer.RUNTIME, f"runtime {others[0]}", runtime=others[0]))
+    return swaps
+
+
+def signature(cell: CellResult) -> tuple:
+    """Failures that look the same: one scenario, one outcome and exit status, and the same last
+    line of error output once numbers (PIDs, addresses, durations) are left out."""
+    said = (cell.stderr.strip() or cell.stdout.strip()).splitlines()
+    last = re.sub(r"\d+", "N", said[-1]) if said else ""
+    return (cell.scenario, cell.outcome, cell.exit_code, last)
+
+
+@dataclass
+class Blamer:
+    """Runs the experiments of a run's failing cells within a budget of experiments."""
+
+    budget: int = 40  # experiments per run (each is one container)
+    spent: int = 0
+    verdicts: dict[tuple, Verdict] = field(default_factory=dict)  # by signature
+
+    def covered(self, cell: CellResult) -> Verdict | None:
+        """The verdict of an earlier failure that looked the same, now covering this cell too."""
+        verdict = self.verdicts.get(signature(cell))
+        if verdict is not None and cell.key not in verdict.cells:
+            verdict = replace(verdict, cells=[*verdict.cells, cell.key])
+            self.verdicts[signature(cell)] = verdict
+        return verdict
+
+    def blame(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult) -> Verdict | None:
+        """The verdict for a failing cell (None: not a failure to blame, or no budget left)."""
+        if failed.outcome not in BLAMED:
+            return None
+        if (known := self.covered(failed)) is not None:
+            return known
+        swaps = swaps_for(host)
+        if self.spent + 1 + len(swaps) > self.budget:
+            return None
+        timeout = host.timeout_for(scenario)
+        rerun = self._experiment(host, delivery, scenario, UNCHANGED, timeout)
+        if rerun.outcome.passed:
+            verdict = Verdict(Layer.FLAKY, f"flaky: failed, then passed when run again unchanged", [failed.key], [rerun])
+        else:
+            tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in swaps]
+            fixes = [(s, e) for s, e in zip(swaps, tried) if e.outcome.passed]
+            verdict = self._verdict(failed, [rerun, *tried], fixes)
+            if len(fixes) == 1:
+                verdict = self._confirm(host, delivery, scenario, fixes[0][0], timeout, verdict)
+        self.verdicts[signature(failed)] = verdict
+        return verdict
+
+    @staticmethod
+    def _verdict(failed: CellResult, experiments: list[Experiment], fixes: list[tuple[Swap, Experiment]]) -> Verdict:
+        if not fixes:
+            return Verdict(Layer.IMAGE, "the image or the scenario: it fails with every single layer swapped", [failed.key], experiments)
+        if len(fixes) > 1:
+            what = ", ".join(s.what for s, _ in fixes)
+            return Verdict(Layer.INTERACTION, f"interaction: passes with any of {what}", [failed.key], experiments)
+        swap = fixes[0][0]
+        return Verdict(swap.layer, f"{swap.layer}: passes with {swap.what}", [failed.key], experiments)
+
+    def _confirm(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, swap: Swap, timeout: float, verdict: Verdict) -> Verdict:
+        """Repeat the decisive runs: unchanged it must fail again, with the swap pass again."""
+        again = [self._experiment(host, delivery, scenario, UNCHANGED, timeout) for _ in range(CONFIRM_RUNS)]
+        swapped = [self._experiment(host, delivery, scenario, swap, timeout) for _ in range(CONFIRM_RUNS)]
+        held = all(not e.outcome.passed for e in again) and all(e.outcome.passed for e in swapped)
+        how = f"run again unchanged: {', '.join(e.outcome for e in again)}; with {swap.what}: {', '.join(e.outcome for e in swapped)}"
+        return replace(verdict, experiments=[*verdict.experiments, *again, *swapped], confirmed=held, confirmation=("confirmed: " if held else "NOT confirmed: ") + how)
+
+    def _experiment(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, swap: Swap, timeout: float) -> Experiment:
+        self.spent += 1
+        started = time.monotonic()
+        run: ExecRecord = host.run_scenario(delivery.image_id, swap.apply(scenario), timeout)
+        outcome, message = judge(run)
+        denials = host.denials_since(time.monotonic() - started)
+        said = (run.stdout + run.stderr).strip()[-1500:]
+        evidence = "\n".join([message, said, *(["LSM denials meanwhile:", *denials[-20:]] if denials else [])]).strip()
+        return Experiment(swap.layer, swap.what, run.argv, outcome, run.exit_code, round(run.duration, 3), evidence)

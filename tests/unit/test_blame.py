@@ -1,0 +1,78 @@
+"""The blame verdict logic on stub hosts: each case built with a known answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.cells.blame import Blamer
+from harness.config.kinds.vm import VmHostSpec
+from harness.config.model import Machine, ScenarioSpec
+from harness.results.model import CellResult, DeliveryRecord, Layer, Outcome
+from tests.stub_host import StubHost
+
+SPEC = VmHostSpec("h1", Machine(), release="bookworm", arch="amd64", engine="podman", runtime="crun", lsm="apparmor")
+DELIVERY = DeliveryRecord("h1", "img", "sha256:img", True, 1.0, ["podman", "pull", "x"])
+SCENARIO = ScenarioSpec("s", Path("s"), Path("s/run"), "p", None)
+
+
+def failed(host: str = "h1", image: str = "img", stderr: str = "useradd: failure while writing changes to /etc/shadow (pid 123)") -> CellResult:
+    return CellResult(host, image, "s", Outcome.FAIL, 1.0, exit_code=1, stderr=stderr)
+
+
+def passes_with(*wanted: str):
+    """A scenario that passes only when the container runs with one of `wanted` (options or runtime)."""
+    return lambda scenario: 0 if set(wanted) & {*scenario.options.security_opt, f"runtime {scenario.options.runtime}"} else 1
+
+
+def blame(behaviour, blamer: Blamer | None = None, cell: CellResult | None = None):
+    host = StubHost(SPEC, {"s": behaviour})
+    return (blamer or Blamer()).blame(host, DELIVERY, SCENARIO, cell or failed()), host
+
+
+def test_a_seccomp_failure_is_blamed_on_seccomp_and_confirmed():
+    verdict, host = blame(passes_with("seccomp=unconfined"))
+    assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.SECCOMP, "seccomp: passes with seccomp=unconfined", True)
+    assert [(e.layer, e.outcome) for e in verdict.experiments] == [
+        (Layer.UNCHANGED, Outcome.FAIL), (Layer.SECCOMP, Outcome.PASS), (Layer.LSM, Outcome.FAIL), (Layer.RUNTIME, Outcome.FAIL),
+        (Layer.UNCHANGED, Outcome.FAIL), (Layer.SECCOMP, Outcome.PASS),  # the confirmation
+    ]
+    assert "--security-opt" not in " ".join(verdict.experiments[0].command)  # the stub's argv; the real ones are the engine's
+
+
+def test_lsm_runtime_interaction_image_and_flaky():
+    assert blame(passes_with("apparmor=unconfined"))[0].layer == Layer.LSM
+    assert blame(passes_with("runtime runc"))[0].summary == "runtime: passes with runtime runc"
+    interaction = blame(passes_with("seccomp=unconfined", "apparmor=unconfined"))[0]
+    assert interaction.layer == Layer.INTERACTION and interaction.confirmed is None
+    image = blame(lambda _s: 1)[0]
+    assert (image.layer, image.confirmed) == (Layer.IMAGE, None) and len(image.experiments) == 4
+    flaky = blame(lambda _s: 0)[0]
+    assert flaky.layer == Layer.FLAKY and len(flaky.experiments) == 1
+
+
+def test_a_verdict_that_does_not_hold_says_so():
+    calls = []
+
+    def once(scenario):
+        calls.append(scenario.options.security_opt)
+        return 0 if scenario.options.security_opt == ("seccomp=unconfined",) and calls.count(("seccomp=unconfined",)) == 1 else 1
+
+    verdict = blame(once)[0]
+    assert verdict.layer == Layer.SECCOMP and verdict.confirmed is False and verdict.confirmation.startswith("NOT confirmed")
+
+
+def test_failures_that_look_the_same_are_blamed_once():
+    blamer = Blamer()
+    first, host = blame(passes_with("seccomp=unconfined"), blamer)
+    spent = blamer.spent
+    other = failed(host="h2", image="img2", stderr="useradd: failure while writing changes to /etc/shadow (pid 98765)")
+    shared, _ = blame(passes_with("seccomp=unconfined"), blamer, other)
+    assert blamer.spent == spent and shared.cells == ["h1/img/s", "h2/img2/s"] and shared.layer == Layer.SECCOMP
+    different = failed(stderr="something else entirely")
+    assert blame(lambda _s: 1, blamer, different)[0].cells == ["h1/img/s"] and blamer.spent > spent
+
+
+def test_no_blame_for_cells_that_did_not_fail_or_past_the_budget():
+    assert blame(lambda _s: 1, cell=CellResult("h1", "img", "s", Outcome.NOT_APPLICABLE, 0.0))[0] is None
+    assert blame(lambda _s: 1, cell=CellResult("h1", "img", "s", Outcome.ERROR, 0.0))[0] is None
+    assert blame(lambda _s: 1, Blamer(budget=3))[0] is None  # a rerun and three swaps would not fit
