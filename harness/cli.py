@@ -208,6 +208,26 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    """One cell by hand: its host booted from the cache, its image delivered, its scenario run."""
+    from harness.cache import default_root
+    from harness.reproduce import SWAPS, ReproduceError, reproduce
+
+    matrix = _load(args.matrix)
+    cells = {f"{h.name}/{i.name}/{s.name}" for h in matrix.hosts for i in matrix.images for s in matrix.scenarios}
+    if args.cell not in cells:
+        print(f"harness reproduce: {args.matrix} has no cell {args.cell!r} (HOST/IMAGE/SCENARIO)", file=sys.stderr)
+        return 2
+    if args.swap is not None and args.swap not in SWAPS:
+        print(f"harness reproduce: --swap takes one of {', '.join(SWAPS)}, not {args.swap!r}", file=sys.stderr)
+        return 2
+    try:
+        return reproduce(matrix, args.cell, default_root(), sys.stdout, args.swap)
+    except ReproduceError as exc:
+        print(f"harness reproduce: {exc}", file=sys.stderr)
+        return 2
+
+
 def _engine_serve(args: argparse.Namespace) -> int:
     """Serve podman's Docker-compatible API until interrupted (hosts with `endpoint:` pointing at it)."""
     from harness.engines.service import PodmanService
@@ -269,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     p_diff.add_argument("new", help="results.json of the later run")
     p_diff.add_argument("--html", default=None, help="also render the changes as a page (default: diff.html beside NEW)")
 
+    p_repro = sub.add_parser("reproduce", help="run one cell by hand (HOST/IMAGE/SCENARIO), optionally with one layer swapped")
+    p_repro.add_argument("cell", help="HOST/IMAGE/SCENARIO")
+    p_repro.add_argument("--matrix", default="matrix.yaml")
+    p_repro.add_argument("--swap", default=None, help="one blame swap: seccomp=unconfined, apparmor=unconfined, label=disable, runtime=crun, runtime=runc")
+
     p_engine = sub.add_parser("engine", help="the local engine's API service, for `kind: engine` hosts")
     p_engine.add_argument("action", choices=["serve"])
     p_engine.add_argument("--socket", default=None, help="unix socket path (default: /run/container-matrix-harness/podman.sock)")
@@ -288,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         return _diff(args)
     if args.command == "publish":
         return _publish(args)
+    if args.command == "reproduce":
+        return _reproduce(args)
     if args.command == "cleanup":
         return _cleanup(args)
     if args.command == "hosts":

@@ -30,16 +30,16 @@ from harness.config.load import MatrixError, load_matrix
 from harness.config.model import HypervisorSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import planned_record
-from harness.hosts.hypervisors import HypervisorLost, needs_open_registry
+from harness.hosts.hypervisors import HypervisorLost
 from harness.hosts.libvirt import connect
 from harness.hosts.provider import Host, HostError
 from harness.progress import ProgressLog, ProgressPrinter
-from harness.registry.server import RegistryError, RegistryServer, registry_root
+from harness.registry.server import RegistryError, RegistryServer
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, Verdict, now
 from harness.runs import claim, live_runs
-from harness.session import Parts, RunSession
+from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
 from harness.supportability import classify
 
@@ -408,10 +408,9 @@ class ResultsRecorder:
 
     def _start_registry(self) -> None:
         """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
-        if self.matrix.delivery != "registry" or not self.matrix.vm_hosts():
+        self.registry = run_registry(self.matrix, _cache_root(self.config), _pool(self.config, self.matrix))
+        if self.registry is None:
             return
-        port = self.matrix.registry_port
-        self.registry = RegistryServer(registry_root(_cache_root(self.config), port), f"127.0.0.1:{port}", listen_all=needs_open_registry(_pool(self.config, self.matrix)))
         try:
             self.config.stash[REGISTRY_KEY] = self.registry.start()
         except RegistryError as exc:

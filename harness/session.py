@@ -6,20 +6,32 @@ runner; this module only builds them and tells them which cells this process run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from harness.cells.blame import BLAMED, Blamer
 from harness.cells.cache import ResultCache, cell_key
 from harness.cells.runner import CellRunner, CellSettings
-from harness.config.model import Matrix
+from harness.config.model import HypervisorSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import Fleet
+from harness.hosts.hypervisors import needs_open_registry
 from harness.hosts.kinds import DRIVERS
 from harness.images.build import build_image
+from harness.registry.server import RegistryServer, registry_root
 from harness.config.model import ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, Verdict
 from harness.supply import ImageSupply
+
+
+def run_registry(matrix: Matrix, cache_root: Path, pool: tuple[HypervisorSpec, ...]) -> RegistryServer | None:
+    """The registry a run of `matrix` serves its images from, not yet started; None when no VM host
+    pulls (archive delivery, engine hosts only)."""
+    if matrix.delivery != "registry" or not matrix.vm_hosts():
+        return None
+    port = matrix.registry_port
+    return RegistryServer(registry_root(cache_root, port), f"127.0.0.1:{port}", listen_all=needs_open_registry(pool))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ LAYERS = [
     ("harness.cells", 5),
     ("harness.supply", 5),
     ("harness.session", 6),
+    ("harness.reproduce", 6),
     ("harness.pytest_plugin", 6),
     ("harness.cli", 7),
 ]

@@ -1,0 +1,72 @@
+"""`harness reproduce HOST/IMAGE/SCENARIO`: one cell by hand, as the run did it, or with one layer
+swapped (`--swap seccomp=unconfined`), printing its evidence and the commands that ran it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TextIO
+
+from harness.cells.blame import Swap
+from harness.cells.runner import CellSettings
+from harness.cells.verdict import judge
+from harness.config.model import Matrix
+from harness.context import RunContext
+from harness.hosts.provider import HostError
+from harness.registry.server import RegistryError
+from harness.results.model import Layer
+from harness.runs import claim
+from harness.session import RunSession, run_registry
+from harness.supply import SupplyError, delivery_problem
+
+# What --swap takes: the blame experiments' swaps, by the name the engine's flag has.
+SWAPS = {
+    "seccomp=unconfined": Swap(Layer.SECCOMP, "seccomp=unconfined", ("seccomp=unconfined",)),
+    "apparmor=unconfined": Swap(Layer.LSM, "apparmor=unconfined", ("apparmor=unconfined",)),
+    "label=disable": Swap(Layer.LSM, "label=disable", ("label=disable",)),
+    "runtime=crun": Swap(Layer.RUNTIME, "runtime crun", runtime="crun"),
+    "runtime=runc": Swap(Layer.RUNTIME, "runtime runc", runtime="runc"),
+}
+
+
+class ReproduceError(Exception):
+    """The cell could not be run (its host, image or registry); str() says why in one line."""
+
+
+def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: str | None = None) -> int:
+    """Run the cell; print what happened. Returns 0 when it passed, 1 when it did not."""
+    host_name, image, scenario_name = cell.split("/")
+    run_id = f"reproduce-{uuid.uuid4().hex[:8]}"
+    pool = matrix.pool()
+    registry = run_registry(matrix, cache_root, pool)
+    try:
+        url = registry.start() if registry else None
+    except RegistryError as exc:
+        raise ReproduceError(str(exc)) from None
+    run = RunContext(run_id, cache_root, cache_root / "runs" / run_id / "reports", pool, registry=url)
+    claim(run.workdir)
+    session = RunSession(matrix, run)
+    session.select([(host_name, image, scenario_name)])
+    scenario = matrix.scenario(scenario_name)
+    try:
+        host = session.fleet.host(host_name)
+        delivery = session.supply.deliver(host, image)
+        if not delivery.ok:
+            raise ReproduceError(delivery_problem(delivery, host_name))
+        print(f"host {host_name}: {host.record.facts.os}, kernel {host.record.facts.kernel}, {host.record.facts.engine} {host.record.facts.engine_version}", file=out)
+        print(f"image {image}: {delivery.method.label} ({' '.join(delivery.command)}), {delivery.image_id}", file=out)
+        if swap is None:
+            result = session.runner.run(host, delivery, scenario, CellSettings.of(matrix))
+            outcome, message, command, code, stdout, stderr = result.outcome, result.message, result.command, result.exit_code, result.stdout, result.stderr
+        else:
+            execution = host.run_scenario(delivery.image_id, SWAPS[swap].apply(scenario), host.timeout_for(scenario))
+            (outcome, message), command, code, stdout, stderr = judge(execution), execution.argv, execution.exit_code, execution.stdout, execution.stderr
+        print(f"command: {' '.join(command)}", file=out)
+        print(f"--- stdout ---\n{stdout}--- stderr ---\n{stderr}--- exit {code}: {outcome}{': ' + message if message else ''}", file=out)
+        return 0 if outcome.passed else 1
+    except (HostError, SupplyError) as exc:
+        raise ReproduceError(str(exc)) from None
+    finally:
+        session.close()
+        if registry is not None:
+            registry.stop()  # only if this process started it

@@ -1,0 +1,68 @@
+"""Blame on real VMs, each case built with a known answer: a scenario that only the default seccomp
+profile breaks (personality(ADDR_NO_RANDOMIZE), which the profile does not allow), useradd on the
+SELinux-enforcing host (the classic case), and a scenario that fails everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, run_harness, write_matrix
+
+pytestmark = pytest.mark.vm
+
+# The default matrix's recipes of these names, so the build cache serves them.
+MATRIX = f"""
+version: 1
+retries: 0
+hosts:
+  - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
+  - {{name: trixie-amd64-selinux, release: trixie, arch: amd64, engine: podman, runtime: crun, lsm: selinux}}
+images:{BOOKWORM_IMAGE}scenarios:
+  - useradd
+  - no-aslr
+  - fails-everywhere
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    directory = project_copy(tmp_path_factory.mktemp("blame"))
+    add_scenario(directory / "scenarios", "no-aslr", "#!/bin/sh\nsetarch \"$(uname -m)\" -R true && echo 'ran without address space randomisation'\n",
+                 "purpose: personality(ADDR_NO_RANDOMIZE), as debuggers and some runtimes do\ndimension: security\nneeds: [setarch]\n")
+    add_scenario(directory / "scenarios", "fails-everywhere", "#!/bin/sh\necho 'broken on purpose' >&2\nexit 4\n")
+    write_matrix(directory, MATRIX)
+    _, reports = run_harness(directory, f"blame-{os.getpid()}", "--quiet")
+    return json.loads((reports / "results.json").read_text()), reports
+
+
+def verdict(data: dict, cell: str) -> dict:
+    return next(v for v in data["verdicts"].values() if cell in v["cells"])
+
+
+def test_a_failure_only_the_default_seccomp_profile_causes_is_blamed_on_seccomp(results):
+    data, _ = results
+    assert data["cells"]["bookworm-amd64/debian-bookworm/no-aslr"]["outcome"] == "fail"
+    found = verdict(data, "bookworm-amd64/debian-bookworm/no-aslr")
+    assert (found["layer"], found["summary"], found["confirmed"]) == ("seccomp", "seccomp: passes with seccomp=unconfined", True), found
+    swapped = [e for e in found["experiments"] if e["swap"] == "seccomp=unconfined"]
+    assert swapped and all("--security-opt" in e["command"] and "seccomp=unconfined" in e["command"] for e in swapped)
+
+
+def test_useradd_on_the_selinux_host_is_blamed_on_the_lsm_with_its_denials(results):
+    data, _ = results
+    found = verdict(data, "trixie-amd64-selinux/debian-bookworm/useradd")
+    assert (found["layer"], found["summary"], found["confirmed"]) == ("LSM", "LSM: passes with label=disable", True), found
+    unchanged = found["experiments"][0]
+    assert unchanged["outcome"] == "fail" and "/etc/shadow" in unchanged["evidence"] and "avc:  denied" in unchanged["evidence"]
+
+
+def test_a_scenario_that_fails_everywhere_is_the_images_or_the_scenarios_and_blamed_once(results):
+    data, reports = results
+    found = verdict(data, "bookworm-amd64/debian-bookworm/fails-everywhere")
+    assert found["layer"] == "the image or the scenario" and found["confirmed"] is None
+    assert sorted(found["cells"]) == ["bookworm-amd64/debian-bookworm/fails-everywhere", "trixie-amd64-selinux/debian-bookworm/fails-everywhere"]
+    html = (reports / "matrix.html").read_text()
+    assert 'id="why-table"' in html and "why: LSM: passes with label=disable (confirmed)" in html
