@@ -66,3 +66,16 @@ def test_a_scenario_that_fails_everywhere_is_the_images_or_the_scenarios_and_bla
     assert sorted(found["cells"]) == ["bookworm-amd64/debian-bookworm/fails-everywhere", "trixie-amd64-selinux/debian-bookworm/fails-everywhere"]
     html = (reports / "matrix.html").read_text()
     assert 'id="why-table"' in html and "why: LSM: passes with label=disable (confirmed)" in html
+
+
+def test_reproduce_runs_the_cell_and_one_experiment_by_hand(results):
+    import subprocess
+    import sys
+
+    _, reports = results
+    matrix = str(reports.parent / "matrix.yaml")
+    cell = "trixie-amd64-selinux/debian-bookworm/useradd"
+    plain = subprocess.run([sys.executable, "-m", "harness.cli", "reproduce", cell, "--matrix", matrix], capture_output=True, text=True)
+    assert plain.returncode == 1 and "failure while writing changes to /etc/shadow" in plain.stdout and "exit 1: fail" in plain.stdout, plain.stdout + plain.stderr
+    swapped = subprocess.run([sys.executable, "-m", "harness.cli", "reproduce", cell, "--matrix", matrix, "--swap", "label=disable"], capture_output=True, text=True)
+    assert swapped.returncode == 0 and "--security-opt label=disable" in swapped.stdout and "exit 0: pass" in swapped.stdout, swapped.stdout + swapped.stderr
