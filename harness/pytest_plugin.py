@@ -24,6 +24,7 @@ import pytest
 from harness import __version__
 from harness.cache import default_root
 from harness.cells.blame import Blamer
+from harness.cells.siblings import with_siblings
 from harness.cells.verdict import error_result
 from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
@@ -518,6 +519,7 @@ class ResultsRecorder:
                 terminal.write_sep("-", f"no cell ran: {self.reports} is left as it was")
             return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.results.verdicts = {key: with_siblings(self.matrix, self.results, v) for key, v in self.results.verdicts.items()}
         self._save()
         html = render_report(self.results, self.reports)
         if terminal is not None:

@@ -349,6 +349,11 @@ class Layer(StrEnum):
     SECCOMP = "seccomp"
     LSM = "LSM"
     RUNTIME = "runtime"
+    ENGINE = "engine"
+    CGROUP = "cgroup mode"
+    KERNEL = "kernel"
+    CPU = "CPU model"
+    RELEASE = "host release"
     INTERACTION = "interaction"  # more than one single swap turns it into a pass
     IMAGE = "the image or the scenario"  # no swap does
     UNCHANGED = "unchanged"  # an experiment's layer: the cell run again as it was
@@ -382,6 +387,9 @@ class Verdict:
     experiments: list[Experiment] = field(default_factory=list)
     confirmed: bool | None = None  # None: nothing to confirm (flaky, the image or the scenario)
     confirmation: str = ""
+    # The same image and scenario on the matrix's hosts that differ from this cell's host in one
+    # setting: "passes on bookworm-amd64-docker (engine docker instead of podman)".
+    siblings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Verdict":
