@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -151,6 +151,10 @@ class Fleet:
             host.record.health = f"a trivial container failed (exit {run.exit_code}): {(run.stderr or run.stdout).strip()[-500:]}"
             raise HostError(f"host {host.name} failed its health check: {host.record.health}")
         host.record.health = "ok"
+        # What a container sees of its confinement there: measured in one, not read from files.
+        seen = {f"container_{k}": v for k, _, v in (line.partition("=") for line in run.stdout.splitlines()) if v or _}
+        if seen:
+            host.record.facts = replace(host.record.facts, raw={**host.record.facts.raw, **seen})
 
     def _reaches_registry(self, host: Host) -> None:
         """The guest's path to the run's registry works: a host that cannot pull is broken, and its

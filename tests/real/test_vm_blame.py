@@ -79,3 +79,12 @@ def test_reproduce_runs_the_cell_and_one_experiment_by_hand(results):
     assert plain.returncode == 1 and "failure while writing changes to /etc/shadow" in plain.stdout and "exit 1: fail" in plain.stdout, plain.stdout + plain.stderr
     swapped = subprocess.run([sys.executable, "-m", "harness.cli", "reproduce", cell, "--matrix", matrix, "--swap", "label=disable"], capture_output=True, text=True)
     assert swapped.returncode == 0 and "--security-opt label=disable" in swapped.stdout and "exit 0: pass" in swapped.stdout, swapped.stdout + swapped.stderr
+
+
+def test_what_a_container_sees_of_its_confinement_is_measured_on_each_host(results):
+    data, _ = results
+    selinux = data["hosts"]["trixie-amd64-selinux"]["facts"]["raw"]
+    assert "container_t" in selinux["container_lsm_label"] and selinux["container_seccomp"] == "2", selinux
+    assert "container_manage_cgroup=" in selinux["selinux_container_booleans"]
+    apparmor = data["hosts"]["bookworm-amd64"]["facts"]["raw"]
+    assert apparmor["container_lsm_label"].startswith("containers-default") and apparmor["container_selinuxfs"] == "", apparmor
