@@ -208,6 +208,24 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    """The timeline of every run under DIR, and each pair's first bad run with what changed."""
+    from harness.report.history import render_history
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        print(f"harness history: {directory} is not a directory", file=sys.stderr)
+        return 2
+    page, found = render_history(directory, directory / "history.html")
+    if not found.runs:
+        print(f"harness history: no readable results.json under {directory}", file=sys.stderr)
+        return 2
+    for pair, (run_id, changed) in sorted(found.first_bad.items()):
+        print(f"{pair}: first bad in run {run_id}: {'; '.join(changed)}")
+    print(f"page: {page}")
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     """One cell by hand: its host booted from the cache, its image delivered, its scenario run."""
     from harness.cache import default_root
@@ -289,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p_diff.add_argument("new", help="results.json of the later run")
     p_diff.add_argument("--html", default=None, help="also render the changes as a page (default: diff.html beside NEW)")
 
+    p_history = sub.add_parser("history", help="each pair's class run by run, from every results.json under DIR, and what changed when it turned bad")
+    p_history.add_argument("directory", nargs="?", default="reports")
+
     p_repro = sub.add_parser("reproduce", help="run one cell by hand (HOST/IMAGE/SCENARIO), optionally with one layer swapped")
     p_repro.add_argument("cell", help="HOST/IMAGE/SCENARIO")
     p_repro.add_argument("--matrix", default="matrix.yaml")
@@ -315,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return _publish(args)
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command == "history":
+        return _history(args)
     if args.command == "cleanup":
         return _cleanup(args)
     if args.command == "hosts":

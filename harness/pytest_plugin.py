@@ -36,6 +36,7 @@ from harness.hosts.libvirt import connect
 from harness.hosts.provider import Host, HostError
 from harness.progress import ProgressLog, ProgressPrinter
 from harness.registry.server import RegistryError, RegistryServer
+from harness.report.history import load_runs, since_last_good
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, Verdict, now
@@ -81,6 +82,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
     group.addoption("--blame", action=argparse.BooleanOptionalAction, default=True, help="run each failing cell again with one layer swapped (seccomp, LSM, runtime) after its host's last cell, to say which broke (default: on)")
     group.addoption("--blame-budget", type=int, default=40, help="at most this many blame experiments (containers) per process (default 40)")
+    group.addoption("--history", default=None, metavar="DIR", help="earlier runs' results.json files under DIR: for each pair that was good in the last of them and fails now, record what changed")
     group.addoption("--progress-fd", type=int, default=None, help="write live progress lines to this file descriptor (`harness run` gives it the terminal, which pytest captures)")
 
 
@@ -520,6 +522,8 @@ class ResultsRecorder:
             return
         self.results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.results.verdicts = {key: with_siblings(self.matrix, self.results, v) for key, v in self.results.verdicts.items()}
+        if self.config.option.history:
+            self.results.history = since_last_good(load_runs(Path(self.config.option.history)), self.results)
         self._save()
         html = render_report(self.results, self.reports)
         if terminal is not None:

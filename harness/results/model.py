@@ -411,6 +411,8 @@ class RunResults:
     cells: dict[str, CellResult] = field(default_factory=dict)
     pairs: dict[str, PairResult] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # keyed by the first cell they cover
+    # With --history: per pair that was good in an earlier run and is bad now, what changed since.
+    history: dict[str, list[str]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def verdict_of(self, cell_key: str) -> Verdict | None:

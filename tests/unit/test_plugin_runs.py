@@ -188,3 +188,15 @@ def test_failing_cells_are_blamed_after_their_hosts_last_cell(pytester, matrix, 
     assert "seccomp: passes with seccomp=unconfined" in html and 'id="why"' in html
     _, none = run(pytester, matrix, tmp_path / "again", "--no-blame")
     assert none["verdicts"] == {}
+
+
+def test_history_records_what_changed_since_a_pair_was_last_good(pytester, matrix, tmp_path):
+    only_ok = write_matrix(tmp_path, MATRIX.replace("scenarios: [ok, ok-fails]", "scenarios: [ok]"))
+    reports = tmp_path / "reports"
+    _, first = run(pytester, only_ok, reports)
+    assert first["pairs"]["h1/img"]["klass"] == "supported-pass"
+    StubKind.script = {"ok": [1]}
+    _, second = run(pytester, only_ok, reports, "--history", str(reports), "--no-blame")
+    assert second["pairs"]["h1/img"]["klass"] == "supported-fail"
+    assert second["history"]["h1/img"][0] == f"good in run {first['run_id']} ({first['started_at']})"
+    assert "What changed since it was last good" in (reports / "matrix.html").read_text()
