@@ -186,7 +186,7 @@ def _diff(args: argparse.Namespace) -> int:
 
     old, new = _results(args.old, "diff"), _results(args.new, "diff")
     found = changes(old, new)
-    print(as_text(found))
+    print(as_text(found, new))
     page = render_diff(old, new, Path(args.html) if args.html else Path(args.new).parent / "diff.html")
     print(f"page: {page}")
     return 1 if any(c.kind == Transition.REGRESSION for c in found) else 0

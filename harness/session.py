@@ -92,7 +92,8 @@ class RunSession:
 
     def ran(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, result: CellResult) -> None:
         """A cell this process ran; a failure is kept for blame after the host's last cell."""
-        if self.blamer is not None and (result.original_outcome or result.outcome) in BLAMED:
+        # An image for another platform than the host's fails for that alone: no swap can change it.
+        if self.blamer is not None and (result.original_outcome or result.outcome) in BLAMED and not delivery.mismatch:
             self._failures.setdefault(host.name, []).append((host, delivery, scenario, result))
 
     def cell_done(self, host: str) -> list[Verdict]:

@@ -72,12 +72,23 @@ def changes(old: RunResults, new: RunResults) -> list[Change]:
     return sorted(out, key=lambda c: (order.index(c.kind), c.pair))
 
 
-def as_text(found: list[Change]) -> str:
+def why(new: RunResults, change: Change) -> str:
+    """The blame verdicts of the pair's failing cells in the later run, for a regression's line."""
+    host, image = change.pair.split("/")
+    verdicts = {v.summary for v in new.verdicts.values() for key in v.cells if key.startswith(f"{host}/{image}/")}
+    return "; ".join(sorted(verdicts))
+
+
+def as_text(found: list[Change], new: RunResults | None = None) -> str:
     if not found:
         return "no pair changed class"
-    return "\n".join(f"{c.kind.value:<18}{c.pair}: {c.old_label} -> {c.new_label}" for c in found)
+    lines = []
+    for c in found:
+        reason = why(new, c) if new is not None else ""
+        lines.append(f"{c.kind.value:<18}{c.pair}: {c.old_label} -> {c.new_label}" + (f" (why: {reason})" if reason else ""))
+    return "\n".join(lines)
 
 
 def render_diff(old: RunResults, new: RunResults, out: Path) -> Path:
-    out.write_text(_environment().get_template("diff.html.j2").render(results=new, old=old, changes=changes(old, new)))
+    out.write_text(_environment().get_template("diff.html.j2").render(results=new, old=old, changes=changes(old, new), why=why))
     return out

@@ -112,6 +112,8 @@ def statement(results: RunResults) -> Statement:
             for cell in sorted(results.cells.values(), key=lambda c: c.key):
                 if (cell.host, cell.image) == (pair.host, pair.image) and cell.outcome == Outcome.KNOWN_ISSUE:
                     note = cell.message.removeprefix(f"known issue {cell.bug}: ")
+                    if (verdict := results.verdict_of(cell.key)) is not None:
+                        note += f" (which layer: {verdict.summary}{', confirmed' if verdict.confirmed else ''})"
                     notes.setdefault((cell.bug, note), []).append(cell.key)
                     numbers.append(list(notes).index((cell.bug, note)) + 1)
         record = results.hosts[pair.host]

@@ -66,3 +66,12 @@ def test_a_pair_left_out_of_this_run_is_not_a_regression_on_the_command_line(tmp
     store.save(run("b", h1__i1="pending"), tmp_path / "new.json")
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")], capture_output=True, text=True)
     assert proc.returncode == 0 and "not run this time h1/i1: supported, passing -> not run" in proc.stdout
+
+
+def test_a_regression_carries_its_blame_verdict():
+    from harness.results.model import Layer, Verdict
+
+    new = run("b", h1__i1="supported-fail")
+    new.verdicts["h1/i1/useradd"] = Verdict(Layer.LSM, "LSM: passes with label=disable", ["h1/i1/useradd"], confirmed=True)
+    text = as_text(changes(run("a", h1__i1="supported-pass"), new), new)
+    assert text == "regression        h1/i1: supported, passing -> supported, FAILING (why: LSM: passes with label=disable)"

@@ -74,3 +74,11 @@ def test_published_as_html_csv_and_json(tmp_path):
     html = (tmp_path / "support.html").read_text()
     assert 'colspan="2" class="release">bookworm' in html and "Tested in run r7, 2026-12-01T00:00:00+00:00 to 2026-12-01T01:00:00+00:00" in html
     assert 'href="#note-1"' in html and "FAILING" not in html
+
+
+def test_a_known_issues_footnote_quotes_its_blame_verdict():
+    from harness.results.model import Layer, Verdict
+
+    run = results(trixie_amd64__debian_bookworm=["pass", "known-issue"])
+    run.verdicts["trixie-amd64/debian-bookworm/s1"] = Verdict(Layer.LSM, "LSM: passes with label=disable", ["trixie-amd64/debian-bookworm/s1"], confirmed=True)
+    assert statement(run).footnotes[0].note == "useradd vs libselinux (which layer: LSM: passes with label=disable, confirmed)"
