@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Report scale benchmark: render matrix.html and support.html for a synthetic run of N cells
+"""Report scale benchmark: render matrix.html for a synthetic run of N cells
 (default 10,000: 25 hosts x 20 images x 20 scenarios, realistic output sizes) and print the time
 against the 3 s target, and the page size.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.report.render import render_report
 from harness.config.model import Policy
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, RunResults
+from harness.results.model import CellResult, DeliveryRecord, HostFacts, HostRecord, ImageRecord, RunResults
 from harness.supportability import classify
 
 TARGET_SECONDS = 3.0
@@ -33,7 +33,7 @@ def synthetic_results(n_hosts: int, n_images: int, n_scenarios: int, seed: int =
         results.hosts[name] = HostRecord(
             name, releases[h % 3], arches[h % 4], "podman", "crun", boot_seconds=9.5,
             settings={"kernel": releases[h % 3], "cgroup": "v2", "lsm": "apparmor"},
-            facts={f"fact_{k}": f"value {k} of {name}" for k in range(25)}, console_log=f"hosts/{name}/console.log", health="ok",
+            facts=HostFacts(kernel="6.1.0", engine_version="4.3.1", raw={f"fact_{k}": f"value {k} of {name}" for k in range(25)}), console_log=f"hosts/{name}/console.log", health="ok",
         )
     for i in range(n_images):
         results.images[f"image-{i:03d}"] = ImageRecord(f"image-{i:03d}", releases[i % 3], ["passwd", "nginx-light"])
