@@ -6,8 +6,8 @@ options), the image (its recipe and its base's; for an image given by reference,
 registry serves for the host's platform now), every file of the scenario and its settings, the
 matrix's retries, and a digest of the harness's own source, so that a change in how cells are run
 or judged invalidates every verdict. `harness run --reuse` takes unchanged cells from here, so a run
-in which nothing changed boots no VM at all. Errors are never cached (they said nothing about the
-image); the verdict is stored as judged, before known issues, which are applied on reuse, so
+in which nothing changed boots no VM at all. Errors and engine errors are never cached (they said
+nothing about the image); the verdict is stored as judged, before known issues, which are applied on reuse, so
 editing that list needs no re-run.
 """
 
@@ -22,7 +22,7 @@ from harness import __version__
 from harness.cache import digest_of, tree_digest
 from harness.config.model import Matrix
 from harness.images.build import image_recipe
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, Outcome
+from harness.results.model import CellResult, DeliveryRecord, HostRecord
 from harness.results.store import write_atomically
 
 
@@ -66,7 +66,7 @@ class ResultCache:
             return None  # absent, or written by another version of the harness: run the cell
 
     def put(self, key: str, cell: CellResult, host: HostRecord, delivery: DeliveryRecord | None) -> None:
-        if cell.outcome == Outcome.ERROR:
+        if cell.outcome.infrastructure:  # the host's, the engine's or the harness's trouble: run it again
             return
         data = {"cell": asdict(cell), "host": asdict(host), "delivery": asdict(delivery) if delivery else None}
         write_atomically(self.dir / f"{key}.json", json.dumps(data))
