@@ -356,6 +356,11 @@ class ResultsRecorder:
         self.reports = Path(config.option.reports)
         self.results: RunResults | None = None
         self.recorded = 0  # cells recorded by this run
+        self.expected = 0  # cells selected, for the live report's progress
+        self.started = time.monotonic()
+        # matrix.html is rendered again as cells finish: at most every 5 s, and never more often
+        # than ten times its own render time (a 100,000-cell page takes seconds).
+        self.rendered_at, self.render_every = 0.0, 5.0
         self.kept: Path | None = None  # where the previous run's outputs went
         self.printer: ProgressPrinter | None = None
         self.registry: RegistryServer | None = None
@@ -478,6 +483,28 @@ class ResultsRecorder:
         if recorded:
             self._classify()
             self._save()
+            self._render_live()
+
+    def _render_live(self) -> None:
+        if time.monotonic() - self.rendered_at < self.render_every:
+            return
+        started = time.monotonic()
+        done, total = len(self.results.cells), max(self.expected, len(self.results.cells))
+        progress = f"{done} of {total} cells"
+        if 0 < self.recorded and done < total:
+            left = (time.monotonic() - self.started) / self.recorded * (total - done)
+            progress += f", about {int(left // 60)} min {int(left % 60)} s left"
+        render_report(self.results, self.reports, progress)
+        self.rendered_at = time.monotonic()
+        self.render_every = max(5.0, 10 * (self.rendered_at - started))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """Under xdist the controller collects nothing: each worker says what it collected."""
+        self.expected = max(self.expected, len(ids))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected = len([i for i in session.items if isinstance(i, CellItem)])
 
     def _merge_image(self, image: ImageRecord) -> None:
         """Workers each know the builds they used; the run's record has them all."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from harness.results.model import CellResult, Outcome, PairClass, RunResults
+from harness.results.store import write_atomically
 
 
 def _environment() -> Environment:
@@ -82,11 +83,13 @@ def matrix_view(results: RunResults) -> dict:
     }
 
 
-def render_report(results: RunResults, reports: Path) -> Path:
-    """Write matrix.html into `reports`, and return its path."""
+def render_report(results: RunResults, reports: Path, progress: str = "") -> Path:
+    """Write matrix.html into `reports` (atomically: a reader never sees half a page, as the run
+    renders it again while cells finish), and return its path. `progress`: how far a run in
+    progress is ("120 of 2352 cells, ETA 14:05")."""
     reports.mkdir(parents=True, exist_ok=True)
     env = _environment()
     view = matrix_view(results)
     out = reports / "matrix.html"
-    out.write_text(env.get_template("matrix.html.j2").render(results=results, view=view))
+    write_atomically(out, env.get_template("matrix.html.j2").render(results=results, view=view, progress=progress))
     return out

@@ -200,3 +200,20 @@ def test_history_records_what_changed_since_a_pair_was_last_good(pytester, matri
     assert second["pairs"]["h1/img"]["klass"] == "supported-fail"
     assert second["history"]["h1/img"][0] == f"good in run {first['run_id']} ({first['started_at']})"
     assert "What changed since it was last good" in (reports / "matrix.html").read_text()
+
+
+def test_the_report_is_live_while_the_run_goes_on(pytester, matrix, tmp_path):
+    reports = tmp_path / "reports"
+    seen: list[str] = []
+
+    def look(scenario):  # runs while h2's cells run: h1's are recorded by then
+        page = reports / "matrix.html"
+        seen.append(page.read_text() if page.exists() else "")
+        return 0
+
+    StubKind.script = {"ok": look}
+    _, data = run(pytester, matrix, reports, "--no-blame")
+    live = next(text for text in seen if text)
+    assert 'id="in-progress">in progress: 1 of 4 cells' in live and 'http-equiv="refresh"' in live
+    final = (reports / "matrix.html").read_text()
+    assert "in-progress" not in final and "refresh" not in final and data["finished_at"]
