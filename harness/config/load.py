@@ -27,6 +27,11 @@ from harness.config.model import (
 )
 
 
+# Where the harness's own vms/ and scenarios/ are (a source checkout, or an editable install of one),
+# used by a matrix that has none of its own beside it.
+HARNESS_HOME = Path(__file__).resolve().parents[2]
+
+
 class MatrixError(Exception):
     """A mistake in the user's matrix; str() is one line per problem, ready to print."""
 
@@ -264,7 +269,10 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()
     scenarios = []
     for index, name in enumerate(data["scenarios"]):
-        loaded = _load_scenario(scenarios_dir, name, index, loc)
+        # The matrix's own scenarios first, then the harness's catalogue: a matrix anywhere works.
+        catalogue = HARNESS_HOME / "scenarios"
+        mine = (scenarios_dir / name).is_dir() or "scenarios_dir" in data or not (catalogue / name).is_dir()
+        loaded = _load_scenario(scenarios_dir if mine else catalogue, name, index, loc)
         if isinstance(loaded, str):
             problems.append(loaded)
         else:
@@ -272,6 +280,8 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     hypervisors = tuple(HypervisorSpec(h["uri"], h.get("name", ""), h.get("slots"), h.get("harness_address")) for h in data.get("hypervisors", ()))
     problems += _duplicates([{"name": h.name} for h in hypervisors], "hypervisor", loc)
     vms_dir = (base / data.get("vms", "vms")).resolve()
+    if "vms" not in data and not (vms_dir / "domain.xml").is_file():
+        vms_dir = HARNESS_HOME / "vms"  # the harness's own recipes and guest files
     if not (vms_dir / "domain.xml").is_file():
         problems.append(loc.problem(["vms"] if "vms" in data else [], f"no domain template {_display_name(vms_dir / 'domain.xml')}"))
     if problems:

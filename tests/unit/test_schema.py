@@ -216,3 +216,15 @@ def test_a_pattern_that_matches_no_cell_is_a_warning(matrix_dir):
     assert warnings[1].endswith("policy.exclude[0]: warning: exclude pattern matches no host x image pair (* x no-such-*)")
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0 and "warning: known issue" in proc.stderr and ": ok (" in proc.stdout
+
+
+def test_a_matrix_anywhere_uses_the_harnesss_own_recipes_and_scenarios(tmp_path, repo_root):
+    """A matrix.yaml alone in another directory: no vms/ or scenarios/ beside it."""
+    path = write_matrix(tmp_path, GOOD)
+    matrix = load_matrix(path)
+    assert matrix.vms_dir == repo_root / "vms" and matrix.scenario("useradd").path == repo_root / "scenarios" / "useradd"
+    (tmp_path / "scenarios" / "useradd").mkdir(parents=True)  # its own scenario of that name wins
+    (tmp_path / "scenarios" / "useradd" / "run").write_text("#!/bin/sh\n")
+    (tmp_path / "scenarios" / "useradd" / "run").chmod(0o755)
+    (tmp_path / "scenarios" / "useradd" / "scenario.yaml").write_text("purpose: mine\ndimension: engine\n")
+    assert load_matrix(path).scenario("useradd").purpose == "mine"
