@@ -24,6 +24,7 @@ import pytest
 from harness import __version__
 from harness.cache import default_root
 from harness.cells.blame import Blamer
+from harness.cells.cover import cover
 from harness.cells.siblings import with_siblings
 from harness.cells.verdict import error_result
 from harness.cleanup import cleanup
@@ -43,7 +44,7 @@ from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageR
 from harness.runs import claim, live_runs
 from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
-from harness.supportability import classify
+from harness.supportability import classify, is_supported
 
 CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
@@ -57,6 +58,8 @@ REGISTRY_KEY = pytest.StashKey[str]()
 REGISTRY_INPUT = "harness_registry"
 # What hosts and images are made with (session.Parts); a plugin may set it in pytest_configure.
 PARTS_KEY = pytest.StashKey[Parts]()
+COVER_KEY = pytest.StashKey[str]()
+COVER_PROPERTY = "harness_coverage"
 PROGRESS_FILE = "progress.jsonl"
 
 
@@ -82,6 +85,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
     group.addoption("--blame", action=argparse.BooleanOptionalAction, default=True, help="run each failing cell again with one layer swapped (seccomp, LSM, runtime) after its host's last cell, to say which broke (default: on)")
     group.addoption("--blame-budget", type=int, default=40, help="at most this many blame experiments (containers) per process (default 40)")
+    group.addoption("--cover", type=int, choices=[2, 3], default=None, help="run only a covering array of the cells: every pair (2) or triple (3) of the axes' values (release, arch, engine, runtime, cgroup, lsm, kernel, cpu, image, scenario) that the matrix has")
+    group.addoption("--must", action="append", default=[], metavar="HOST/IMAGE", help="with --cover: always run every cell of these pairs (glob patterns; 'supported' for the pairs the policy supports)")
     group.addoption("--history", default=None, metavar="DIR", help="earlier runs' results.json files under DIR: for each pair that was good in the last of them and fails now, record what changed")
     group.addoption("--progress-fd", type=int, default=None, help="write live progress lines to this file descriptor (`harness run` gives it the terminal, which pytest captures)")
 
@@ -177,6 +182,8 @@ class CellItem(pytest.Item):
             self.user_properties.append((DELIVERY_PROPERTY, json.dumps(asdict(delivery))))
         if image in session.supply.records:
             self.user_properties.append((IMAGE_PROPERTY, json.dumps(asdict(session.supply.records[image]))))
+        if COVER_KEY in self.config.stash:
+            self.user_properties.append((COVER_PROPERTY, self.config.stash[COVER_KEY]))
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
@@ -340,7 +347,25 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if skipped:
             config.hook.pytest_deselected(items=skipped)
             items[:] = [i for i in items if i not in skipped]
+    if config.option.cover and MATRIX_KEY in config.stash:
+        _sample(config, config.stash[MATRIX_KEY], items)
     config.stash[_SELECTED_KEY] = [i for i in items if isinstance(i, CellItem)]
+
+
+def _sample(config: pytest.Config, matrix: Matrix, items: list[pytest.Item]) -> None:
+    """--cover N: keep a covering array of the selected cells (every pair, or triple, of the axes'
+    values that the matrix has), plus every cell of the --must pairs; the others are deselected."""
+    cells = [i.cell for i in items if isinstance(i, CellItem)]
+    must = [p for p in config.option.must if p != "supported"]
+    if "supported" in config.option.must:
+        images = {i.name: ImageRecord(i.name, i.release) for i in matrix.images}
+        must += [f"{h.name}/{i}" for h in matrix.hosts for i in images if is_supported(matrix.policy, planned_record(h), images[i])[0]]
+    found = cover(matrix, cells, config.option.cover, tuple(must))
+    left = [i for i in items if isinstance(i, CellItem) and i.cell not in found.chosen]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [i for i in items if not (isinstance(i, CellItem) and i.cell not in found.chosen)]
+    config.stash[COVER_KEY] = f"covering array of strength {found.strength}: {found.summary(len(cells))}; the other cells were not run"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -476,6 +501,8 @@ class ResultsRecorder:
                 self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
             elif name == IMAGE_PROPERTY:
                 self._merge_image(ImageRecord.from_json(json.loads(value)))
+            elif name == COVER_PROPERTY:
+                self.results.coverage = value
             elif name == VERDICT_PROPERTY:
                 verdict = Verdict.from_json(json.loads(value))
                 self.results.verdicts[verdict.cells[0]] = verdict

@@ -413,6 +413,7 @@ class RunResults:
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # keyed by the first cell they cover
     # With --history: per pair that was good in an earlier run and is bad now, what changed since.
     history: dict[str, list[str]] = field(default_factory=dict)
+    coverage: str = ""  # with --cover: which cells were sampled, and the value combinations they cover
     schema_version: int = SCHEMA_VERSION
 
     def verdict_of(self, cell_key: str) -> Verdict | None:

@@ -217,3 +217,14 @@ def test_the_report_is_live_while_the_run_goes_on(pytester, matrix, tmp_path):
     assert 'id="in-progress">in progress: 1 of 4 cells' in live and 'http-equiv="refresh"' in live
     final = (reports / "matrix.html").read_text()
     assert "in-progress" not in final and "refresh" not in final and data["finished_at"]
+
+
+def test_a_covering_array_runs_fewer_cells_and_says_what_it_covers(pytester, matrix, tmp_path):
+    result, data = run(pytester, matrix, tmp_path / "reports", "--cover", "2", "--no-blame")
+    # Two hosts that differ in their release, one image, two scenarios: every value pair needs
+    # each host with each scenario, so all four cells; the summary says so.
+    assert len(data["cells"]) == 4 and data["coverage"].startswith("covering array of strength 2: 4 of 4 cells sampled, covering")
+    narrow = write_matrix(tmp_path, MATRIX.replace("images:\n  - {name: img, release: bookworm}", "images:\n  - {name: img, release: bookworm}\n  - {name: img2, release: bookworm}\n  - {name: img3, release: bookworm}"), name="matrix-wide.yaml")
+    result, wide = run(pytester, narrow, tmp_path / "wide", "--cover", "2", "--no-blame", "--must", "h2/img3")
+    assert len(wide["cells"]) < 12 and {"h2/img3/ok", "h2/img3/ok-fails"} <= set(wide["cells"])
+    assert "of 12 cells sampled" in wide["coverage"] and "Sampled: covering array" in (tmp_path / "wide" / "matrix.html").read_text()
