@@ -191,6 +191,8 @@ class CellItem(pytest.Item):
         self.result = session.reused(*self.cell, self.settings)
         if self.result is None:
             self._prepare(session)
+            # Keyed again now that the image is built: its manifest digest is part of the key.
+            self.settings = session.settings(*self.cell)
             self.result = self._run(session)
         if self.result.outcome.infrastructure:
             self._record(session, self.result)

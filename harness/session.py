@@ -72,9 +72,12 @@ class RunSession:
     def settings(self, host: str, image: str, scenario: str) -> CellSettings:
         spec = self.matrix.host(host)
         host_part = self.parts.drivers[spec.kind].cache_key(spec, self.matrix)
-        digest = self.supply.reference_digest(image, spec.arch) if self.matrix.image(image).reference else ""
-        if self.matrix.image(image).reference and not digest:
-            return CellSettings.of(self.matrix)  # what the reference names cannot be read: no verdict is kept or taken
+        if self.matrix.image(image).reference:
+            digest = self.supply.reference_digest(image, spec.arch)
+            if not digest:
+                return CellSettings.of(self.matrix)  # what the reference names cannot be read: no verdict is kept or taken
+        else:
+            digest = self.supply.cached_manifest(image, spec.arch) if spec.arch else ""
         return CellSettings.of(self.matrix, cell_key(self.matrix, host_part, host, image, scenario, digest))
 
     def reused(self, host: str, image: str, scenario: str, settings: CellSettings) -> CellResult | None:

@@ -168,6 +168,17 @@ class ImageSupply:
         build = record.builds.get(host_arch)
         return f"{record.index_digest} {build.manifest_digest if build else 'no manifest for ' + host_arch}"
 
+    def cached_manifest(self, name: str, host_arch: str) -> str:
+        """The manifest digest of the image's build for a host of `host_arch` as the cache holds it
+        now ("" when it is not built yet): what the host will pull, for the result cache's key."""
+        arch = self.arch_for(name, host_arch)
+        if (name, arch) in self._builds:
+            return self._builds[(name, arch)].manifest_digest
+        cache, spec = BuildCache(self.run.cache_root, "images"), self.matrix.image(name)
+        base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
+        build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
+        return build.manifest_digest if build else ""
+
     def record_cached(self, name: str, host_arch: str) -> None:
         """A reused cell's image: its facts (and today's freshness) if the cache still has its build."""
         arch = self.arch_for(name, host_arch) if host_arch else ""

@@ -34,8 +34,9 @@ def harness_digest() -> str:
 
 def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, scenario_name: str, image_digest: str = "") -> str:
     """host_part: what the host's kind driver says of it (HostKindDriver.cache_key); image_digest:
-    for an image given by reference, the manifest digest its registry serves for the host's
-    platform (the caller gives no key at all when it cannot be read)."""
+    the manifest the host gets: for an image given by reference, what its registry serves for the
+    host's platform (the caller gives no key at all when that cannot be read); for a built one, its
+    cached build's ("" before it is built, so a verdict of another build is never taken)."""
     host, image, scenario = matrix.host(host_name), matrix.image(image_name), matrix.scenario(scenario_name)
     base = matrix.image(image.base) if image.base else None
     return digest_of(
@@ -44,7 +45,8 @@ def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, s
             "host": host_part,
             "image": image_recipe(image, host.arch or "native", matrix.mirror),
             "base": image_recipe(base, host.arch or "native", matrix.mirror) if base else None,
-            "reference": [image.reference, image.tls_verify, image_digest] if image.reference else None,
+            "reference": [image.reference, image.tls_verify] if image.reference else None,
+            "manifest": image_digest,
             "retries": matrix.retries,
             "scenario": tree_digest(scenario.path),
             "scenario_name": scenario.name,  # where it is mounted in the container

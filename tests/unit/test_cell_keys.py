@@ -80,3 +80,8 @@ def test_a_change_to_any_file_changes_a_trees_digest(tmp_path):
     before = tree_digest(tmp_path)
     (tmp_path / "a" / "judge.py").write_text("x = 2\n")
     assert tree_digest(tmp_path) != before
+
+
+def test_a_built_images_manifest_is_in_the_key_once_it_is_built(matrix):
+    assert key(matrix, "plain", digest="") != key(matrix, "plain", digest="sha256:" + "1" * 64)
+    assert key(matrix, "plain", digest="sha256:" + "1" * 64) != key(matrix, "plain", digest="sha256:" + "2" * 64)  # rebuilt
