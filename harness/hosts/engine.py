@@ -138,7 +138,10 @@ class EngineHost(Host):
         try:
             container.start()
         except API_ERRORS as exc:
-            return ExecRecord(argv, 125, "", clip(str(exc), 4096), time.monotonic() - started)
+            if not _started_anyway(container):
+                return ExecRecord(argv, 125, "", clip(str(exc), 4096), time.monotonic() - started)
+            # podman's API service can answer a start with "attach: connection reset by peer" when
+            # the container's process ends at once: it ran, and how it ended is the finding.
         wrapped = container.get_wrapped_container()
         try:
             if scenario.mode == "service" and command == list(scenario.init):
@@ -233,6 +236,19 @@ class _Container(DockerContainer):
             self._transfer_into_container(*spec)
         client.start(self._container)
         return self
+
+
+def _started_anyway(container: _Container) -> bool:
+    """Whether a container whose start the engine answered with an error did start (and so ran)."""
+    wrapped = container.get_wrapped_container()
+    if wrapped is None:
+        return False
+    try:
+        wrapped.reload()
+    except API_ERRORS:
+        return False
+    state = wrapped.attrs.get("State", {})
+    return state.get("Status") in ("running", "exited") and not str(state.get("StartedAt", "0001")).startswith("0001")
 
 
 def _wait_exit(container, timeout: float) -> int | None:
