@@ -208,6 +208,31 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+STARTER = """\
+# A starter matrix (harness init): one host, one image, one scenario. `harness validate` checks it,
+# `harness run` runs it; the README's "Writing a matrix" says what else a matrix can say.
+version: 1
+hosts:
+  - {name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman}
+images:
+  - {name: debian-bookworm, release: bookworm, packages: [passwd]}
+scenarios:
+  - useradd          # from the harness's catalogue; a scenarios/useradd/ here would take its place
+"""
+
+
+def _init(args: argparse.Namespace) -> int:
+    """A starter matrix in DIR, which validates as written (its scenario is the catalogue's)."""
+    path = Path(args.directory) / "matrix.yaml"
+    if path.exists():
+        print(f"harness init: {path} exists; nothing written", file=sys.stderr)
+        return 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER)
+    print(f"{path}: written; next: harness validate {path} && harness run {path}")
+    return 0
+
+
 def _history(args: argparse.Namespace) -> int:
     """The timeline of every run under DIR, and each pair's first bad run with what changed."""
     from harness.report.history import render_history
@@ -307,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     p_diff.add_argument("new", help="results.json of the later run")
     p_diff.add_argument("--html", default=None, help="also render the changes as a page (default: diff.html beside NEW)")
 
+    p_init = sub.add_parser("init", help="write a starter matrix.yaml (one host, one image, one scenario) into DIR")
+    p_init.add_argument("directory", nargs="?", default=".")
+
     p_history = sub.add_parser("history", help="each pair's class run by run, from every results.json under DIR, and what changed when it turned bad")
     p_history.add_argument("directory", nargs="?", default="reports")
 
@@ -338,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reproduce(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "init":
+        return _init(args)
     if args.command == "cleanup":
         return _cleanup(args)
     if args.command == "hosts":

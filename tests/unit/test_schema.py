@@ -228,3 +228,12 @@ def test_a_matrix_anywhere_uses_the_harnesss_own_recipes_and_scenarios(tmp_path,
     (tmp_path / "scenarios" / "useradd" / "run").chmod(0o755)
     (tmp_path / "scenarios" / "useradd" / "scenario.yaml").write_text("purpose: mine\ndimension: engine\n")
     assert load_matrix(path).scenario("useradd").purpose == "mine"
+
+
+def test_harness_init_writes_a_matrix_that_validates_as_written(tmp_path):
+    init = subprocess.run([sys.executable, "-m", "harness.cli", "init", str(tmp_path / "mine")], capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    check = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(tmp_path / "mine" / "matrix.yaml")], capture_output=True, text=True)
+    assert check.returncode == 0 and "1 hosts x 1 images x 1 scenarios = 1 cells" in check.stdout, check.stderr
+    again = subprocess.run([sys.executable, "-m", "harness.cli", "init", str(tmp_path / "mine")], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists; nothing written" in again.stderr
