@@ -99,7 +99,8 @@ def test_a_fork_bomb_is_contained_by_the_pids_limit(run):
     _, reports = run
     cells = json.loads((reports / "results.json").read_text())["cells"]
     bomb = cells["local-podman/debian-bookworm/fork-bomb"]
-    assert bomb["outcome"] in ("pass", "fail"), bomb  # judged, not a timeout and not a broken host
+    # The script outlives its own bomb: the limit held it, and its last line ran (not a timeout, not a broken host).
+    assert bomb["outcome"] == "pass" and bomb["stdout"].rstrip().endswith("survived"), bomb
     assert bomb["stdout"].splitlines()[0] == "100"
     # the cells after it (useradd is the third) ran normally on the same engine
     assert cells["local-podman/debian-bookworm/useradd"]["outcome"] == "pass"
