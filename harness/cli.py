@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--hypervisor", action="append", metavar="URI", help="libvirt URI of a hypervisor to place hosts on (repeatable; default: the matrix's hypervisors, else qemu:///system)")
     p_run.add_argument("--debug", action="store_true", help="show tracebacks of the harness's own failures")
     p_run.add_argument("--quiet", action="store_true", help="no live progress lines and pytest's terse output: for CI logs")
-    p_run.add_argument("--workers", default="1", help="hosts run at once: a number, or auto (as many as cores and memory allow)")
+    p_run.add_argument("--workers", default="auto", help="hosts run at once: a number, or auto (the default: as many as cores and memory allow)")
 
     p_report = sub.add_parser("report", help="render matrix.html again from a results.json")
     p_report.add_argument("results", nargs="?", default="reports/results.json")

@@ -15,7 +15,7 @@ import shutil
 import signal
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -310,7 +310,7 @@ def _session(config: pytest.Config, matrix: Matrix) -> RunSession:
             registry=_registry(config),
             progress=ProgressLog(reports / PROGRESS_FILE),
         )
-        blamer = Blamer(budget=config.option.blame_budget) if config.option.blame else None
+        blamer = Blamer(budget=config.option.blame_budget, shared=run.workdir / "blame") if config.option.blame else None
         session = RunSession(matrix, run, reuse=config.option.reuse, parts=config.stash.get(PARTS_KEY, Parts()), blamer=blamer)
         session.select([item.cell for item in config.stash.get(_SELECTED_KEY, [])])
         config.stash[SESSION_KEY] = session
@@ -507,6 +507,8 @@ class ResultsRecorder:
                 self.results.coverage = value
             elif name == VERDICT_PROPERTY:
                 verdict = Verdict.from_json(json.loads(value))
+                if (earlier := self.results.verdicts.get(verdict.cells[0])) is not None:  # the same pattern, from another worker
+                    verdict = replace(verdict, cells=[*earlier.cells, *(c for c in verdict.cells if c not in earlier.cells)])
                 self.results.verdicts[verdict.cells[0]] = verdict
                 recorded = True
         if recorded:

@@ -6,15 +6,21 @@ The experiments here change the container's layers on the same host: nothing (a 
 flake), the seccomp profile (unconfined), the LSM's confinement (AppArmor unconfined, SELinux
 label=disable), the OCI runtime (crun <-> runc, where the host has both). Failures that look the
 same (one scenario failing the same way on many images or hosts) are blamed once, and the verdict
-lists every cell it covers.
+lists every cell it covers: also across a run's xdist workers, which claim a failure pattern in the
+run's directory; a worker whose pattern another claimed waits for that verdict instead of repeating
+its experiments.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
+from harness.cache import digest_of
 from harness.cells.verdict import judge
 from harness.config.model import ScenarioSpec
 from harness.hosts.provider import Host
@@ -41,6 +47,7 @@ class Swap:
 
 
 UNCHANGED = Swap(Layer.UNCHANGED, "")
+_RELEASED = object()  # a pattern's claim given up by the worker that held it
 
 
 def swaps_for(host: Host) -> list[Swap]:
@@ -71,13 +78,20 @@ def signature(cell: CellResult) -> tuple:
     return (cell.scenario, cell.outcome, cell.exit_code, last)
 
 
+@dataclass(frozen=True)
+class _Claim:
+    path: Path
+    owned: bool  # this worker runs the experiments; otherwise it waits for the verdict
+
+
 @dataclass
 class Blamer:
     """Runs the experiments of a run's failing cells within a budget of experiments."""
 
-    budget: int = 40  # experiments per run (each is one container)
+    budget: int = 40  # experiments per process (each is one container)
     spent: int = 0
     verdicts: dict[tuple, Verdict] = field(default_factory=dict)  # by signature
+    shared: Path | None = None  # where the run's workers claim failure patterns (None: this process alone)
 
     def covered(self, cell: CellResult) -> Verdict | None:
         """The verdict of an earlier failure that looked the same, now covering this cell too."""
@@ -94,20 +108,74 @@ class Blamer:
         if (known := self.covered(failed)) is not None:
             return known
         swaps = swaps_for(host)
-        if self.spent + 1 + len(swaps) > self.budget:
-            return None
         timeout = host.timeout_for(scenario)
+        claim = self._claim(failed)
+        while claim is not None and not claim.owned:
+            theirs = self._theirs(failed, claim.path, timeout * (len(swaps) + 1 + 2 * CONFIRM_RUNS) + 60)
+            if theirs is not _RELEASED:
+                return theirs
+            claim = self._claim(failed)
+        if self.spent + 1 + len(swaps) > self.budget:
+            if claim is not None:
+                claim.path.unlink()  # another worker may have budget left
+            return None
+        try:
+            verdict = self._experiments(host, delivery, scenario, failed, swaps, timeout)
+        except BaseException:
+            if claim is not None:
+                claim.path.unlink()  # the host broke meanwhile: another worker may blame it
+            raise
+        self.verdicts[signature(failed)] = verdict
+        self._publish(claim, verdict)
+        return verdict
+
+    def _experiments(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult, swaps: list[Swap], timeout: float) -> Verdict:
         rerun = self._experiment(host, delivery, scenario, UNCHANGED, timeout)
         if rerun.outcome.passed:
-            verdict = Verdict(Layer.FLAKY, f"flaky: failed, then passed when run again unchanged", [failed.key], [rerun])
-        else:
-            tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in swaps]
-            fixes = [(s, e) for s, e in zip(swaps, tried) if e.outcome.passed]
-            verdict = self._verdict(failed, [rerun, *tried], fixes)
-            if len(fixes) == 1:
-                verdict = self._confirm(host, delivery, scenario, fixes[0][0], timeout, verdict)
-        self.verdicts[signature(failed)] = verdict
+            return Verdict(Layer.FLAKY, "flaky: failed, then passed when run again unchanged", [failed.key], [rerun])
+        tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in swaps]
+        fixes = [(s, e) for s, e in zip(swaps, tried) if e.outcome.passed]
+        verdict = self._verdict(failed, [rerun, *tried], fixes)
+        if len(fixes) == 1:
+            verdict = self._confirm(host, delivery, scenario, fixes[0][0], timeout, verdict)
         return verdict
+
+    def _claim(self, failed: CellResult) -> "_Claim | None":
+        """Claim the failure's pattern for this worker, unless another worker of the run has."""
+        if self.shared is None:
+            return None
+        self.shared.mkdir(parents=True, exist_ok=True)
+        pattern = digest_of({"signature": [str(part) for part in signature(failed)]})
+        path = self.shared / f"{pattern}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return _Claim(path, owned=False)
+        return _Claim(path, owned=True)
+
+    @staticmethod
+    def _publish(claim: "_Claim | None", verdict: Verdict) -> None:
+        if claim is not None:
+            tmp = claim.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(verdict)))
+            tmp.replace(claim.path)
+
+    def _theirs(self, failed: CellResult, path: Path, patience: float) -> "Verdict | None | object":
+        """Another worker's verdict on this pattern, now covering this cell too; _RELEASED if that
+        worker gave the pattern up (no budget left); None if its verdict never comes (it died):
+        the cell then keeps its outcome without a verdict."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            try:
+                verdict = Verdict.from_json(json.loads(path.read_text()))
+            except FileNotFoundError:
+                return _RELEASED
+            except ValueError:  # claimed, verdict not written yet
+                time.sleep(0.5)
+                continue
+            self.verdicts[signature(failed)] = verdict
+            return self.covered(failed)
+        return None
 
     @staticmethod
     def _verdict(failed: CellResult, experiments: list[Experiment], fixes: list[tuple[Swap, Experiment]]) -> Verdict:

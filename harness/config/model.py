@@ -68,10 +68,11 @@ class DeliveryMethod(StrEnum):
 @dataclass(frozen=True)
 class Machine:
     """Virtual hardware and time limits of a host. Timeouts are for real hardware: the harness
-    multiplies them for emulated hosts (see hosts/accel.time_scale)."""
+    multiplies them for emulated hosts (see hosts/accel.time_scale). vCPUs left unset are chosen
+    with the number of hosts run at once, from the hypervisor's cores (hosts/hypervisors.py)."""
 
     memory_mib: int = 1536
-    vcpus: int = 2
+    vcpus: int | None = None
     boot_timeout: float = 120.0
     cell_timeout: float = 120.0
 

@@ -89,15 +89,25 @@ class Hypervisor:
             return AccelVerdicts(cache_root)
         return AccelVerdicts(cache_root, self.name, self.offers_kvm)
 
-    def slots(self, memory_mib: int, vcpus: int) -> int:
+    @property
+    def cpus(self) -> int:
+        return int(self.conn.getInfo()[2])
+
+    def slots(self, memory_mib: int, vcpus: int | None) -> int:
         """Hosts it runs at once: the matrix's number, or as many as its cores (counting each
-        guest's vCPUs: an emulated vCPU keeps a core busy, and oversubscribed guests stall) and
-        memory allow."""
+        guest's vCPUs, one where the matrix leaves them to the harness: an emulated vCPU keeps a
+        core busy, and oversubscribed guests stall) and memory allow."""
         if not self._slots:
             _model, memory, cpus, *_ = self.conn.getInfo()
-            fit = min(cpus // max(vcpus, 1), (memory - RESERVED_MIB) // (memory_mib + RESERVED_MIB))
+            fit = min(cpus // (vcpus or 1), (memory - RESERVED_MIB) // (memory_mib + RESERVED_MIB))
             self._slots = self.spec.slots or max(1, fit)
         return self._slots
+
+    def guest_vcpus(self, memory_mib: int, vcpus: int | None) -> int:
+        """A guest's vCPUs: the matrix's, else its share of the cores when every slot is busy (on 2
+        cores: two 1-vCPU hosts at once, measured 1.67x one 2-vCPU host by bench/workers.py; two
+        2-vCPU TCG guests on 2 cores stalled for minutes under load)."""
+        return vcpus or max(1, self.cpus // self.slots(memory_mib, vcpus))
 
     def answers(self) -> bool:
         """Whether its libvirt still answers a call (a closed or dead connection does not)."""
@@ -148,6 +158,7 @@ class Slot:
 
     hypervisor: Hypervisor
     lock: TextIO
+    vcpus: int  # the guest's, as the pool chose them
 
     def release(self) -> None:
         if not self.lock.closed:
@@ -158,8 +169,8 @@ class Slot:
 class HypervisorPool:
     specs: tuple[HypervisorSpec, ...]
     slots_dir: Path
-    memory_mib: int  # the largest host's memory and vCPUs: what one slot must hold
-    vcpus: int
+    memory_mib: int  # the largest host's memory and vCPUs (None: chosen here): what one slot must hold
+    vcpus: int | None
     connect: Callable[[str], libvirt.virConnect]
     _connected: dict[str, Hypervisor] = field(default_factory=dict)
     _unreachable: dict[str, str] = field(default_factory=dict)
@@ -169,7 +180,8 @@ class HypervisorPool:
     def for_matrix(cls, matrix: Matrix, specs: tuple[HypervisorSpec, ...], slots_dir: Path, connect) -> "HypervisorPool":
         """A pool whose slots each hold the matrix's largest VM host."""
         vms = [h.machine for h in matrix.vm_hosts()]
-        return cls(specs, slots_dir, max((m.memory_mib for m in vms), default=0), max((m.vcpus for m in vms), default=1), connect)
+        asked = [m.vcpus for m in vms if m.vcpus]
+        return cls(specs, slots_dir, max((m.memory_mib for m in vms), default=0), max(asked) if asked else None, connect)
 
     def total_slots(self) -> int:
         """Hosts the whole pool runs at once (its answering hypervisors)."""
@@ -200,7 +212,7 @@ class HypervisorPool:
             raise HostError(f"host {host}: no hypervisor of the pool can run it: {'; '.join(tried) or 'the pool is empty'}")
         return able
 
-    def _try(self, hypervisor: Hypervisor) -> Slot | None:
+    def _try(self, hypervisor: Hypervisor, vcpus: int | None) -> Slot | None:
         self.slots_dir.mkdir(parents=True, exist_ok=True)
         for index in range(hypervisor.slots(self.memory_mib, self.vcpus)):
             lock = open(self.slots_dir / f"{hypervisor.name}.{index}", "w")
@@ -211,7 +223,7 @@ class HypervisorPool:
                 continue
             lock.write(f"{os.getpid()}\n")
             lock.flush()
-            return Slot(hypervisor, lock)
+            return Slot(hypervisor, lock, hypervisor.guest_vcpus(self.memory_mib, vcpus))
         return None
 
     def _free_slots(self, hypervisor: Hypervisor) -> int:
@@ -225,15 +237,16 @@ class HypervisorPool:
                     pass
         return free
 
-    def place(self, host: str, qemu_arch: str, waiting: Callable[[str], None] = lambda _msg: None) -> Slot:
-        """A slot for the host on the best hypervisor with one free; waits while every able one is full."""
+    def place(self, host: str, qemu_arch: str, waiting: Callable[[str], None] = lambda _msg: None, vcpus: int | None = None) -> Slot:
+        """A slot for the host on the best hypervisor with one free; waits while every able one is
+        full. vcpus: the host's own, if the matrix gives them."""
         self.slots_dir.mkdir(parents=True, exist_ok=True)
         while True:
             candidates = self._candidates(host, qemu_arch)  # again each round: one may be lost meanwhile
             natives = [h for h in candidates if h.native_arch == qemu_arch]
             for group in (natives, [h for h in candidates if h not in natives]):
                 for hypervisor in sorted(group, key=self._free_slots, reverse=True):
-                    if slot := self._try(hypervisor):
+                    if slot := self._try(hypervisor, vcpus):
                         return slot
             waiting(f"every slot of {', '.join(h.name for h in candidates)} is taken")
             time.sleep(2)

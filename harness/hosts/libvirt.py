@@ -119,7 +119,7 @@ class LibvirtHost(Host):
             platform=platform,
             cpu_model=cpu_model_for(accel, self.spec.cpu, platform.tcg_cpu),
             memory_mib=self.spec.machine.memory_mib,
-            vcpus=self.spec.machine.vcpus,
+            vcpus=self.slot.vcpus,
             kernel=kernel,
             initrd=initrd,
             cmdline=boot_cmdline(self.spec),

@@ -88,3 +88,20 @@ def test_what_a_container_sees_of_its_confinement_is_measured_on_each_host(resul
     assert "container_manage_cgroup=" in selinux["selinux_container_booleans"]
     apparmor = data["hosts"]["bookworm-amd64"]["facts"]["raw"]
     assert apparmor["container_lsm_label"].startswith("containers-default") and apparmor["container_selinuxfs"] == "", apparmor
+
+
+def test_hosts_left_without_vcpus_get_their_share_of_the_cores(results):
+    """Read from the guests: the matrix sets no vcpus, so each host has the cores divided by the
+    hosts run at once (on 2 cores, 1 each, not the 2 a single host would take)."""
+    import libvirt
+
+    from harness.config.model import HypervisorSpec
+    from harness.hosts.hypervisors import Hypervisor
+
+    data, _ = results
+    local = Hypervisor(HypervisorSpec("qemu:///system"), libvirt.open("qemu:///system"))
+    expected = local.guest_vcpus(1536, None)
+    assert expected == max(1, local.cpus // local.slots(1536, None))
+    assert {name: host["facts"]["cpus"] for name, host in data["hosts"].items()} == {"bookworm-amd64": expected, "trixie-amd64-selinux": expected}
+    if local.cpus == 2:
+        assert expected == 1

@@ -76,3 +76,38 @@ def test_no_blame_for_cells_that_did_not_fail_or_past_the_budget():
     assert blame(lambda _s: 1, cell=CellResult("h1", "img", "s", Outcome.NOT_APPLICABLE, 0.0))[0] is None
     assert blame(lambda _s: 1, cell=CellResult("h1", "img", "s", Outcome.ERROR, 0.0))[0] is None
     assert blame(lambda _s: 1, Blamer(budget=3))[0] is None  # a rerun and three swaps would not fit
+
+
+def test_workers_of_one_run_blame_a_pattern_once(tmp_path):
+    """Two processes' Blamers share the run's directory: the second waits for the first's verdict
+    (here: still being written when it asks) and spends no experiment of its own."""
+    import threading
+
+    first, second = Blamer(shared=tmp_path), Blamer(shared=tmp_path)
+    release = threading.Event()
+    slow = passes_with("seccomp=unconfined")
+
+    def waits_once(scenario):
+        release.wait(10)
+        return slow(scenario)
+
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(blame(waits_once, first)[0]))
+    worker.start()
+    while not list(tmp_path.iterdir()):
+        pass  # the first has claimed the pattern
+    joined = threading.Thread(target=lambda: got.append(blame(lambda _s: 1, second, failed(host="h2"))[0]))
+    joined.start()
+    release.set()
+    worker.join(20)
+    joined.join(20)
+    theirs = got[1]
+    assert second.spent == 0 and first.spent == 6
+    assert (theirs.layer, theirs.cells) == (Layer.SECCOMP, ["h1/img/s", "h2/img/s"])
+
+
+def test_a_worker_out_of_budget_leaves_the_pattern_to_another(tmp_path):
+    assert blame(lambda _s: 1, Blamer(budget=3, shared=tmp_path))[0] is None
+    other = Blamer(shared=tmp_path)
+    verdict = blame(lambda _s: 1, other, failed(host="h2"))[0]
+    assert verdict.layer == Layer.IMAGE and verdict.cells == ["h2/img/s"] and other.spent == 4

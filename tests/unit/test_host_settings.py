@@ -80,10 +80,12 @@ def test_auto_workers_never_oversubscribe_the_cores(repo_root, tmp_path):
     matrix = load_matrix(tmp_path / "matrix.yaml")
     # libvirt's test driver, describing a node of four cores and 16 GiB.
     node = HypervisorSpec(f"test://{Path(__file__).parent / 'data' / 'node-4-cores.xml'}")
-    assert _workers("auto", matrix, [node.uri]) == 2  # four cores, guests of two vCPUs (--hypervisor URI)
+    assert _workers("auto", matrix, [node.uri]) == 4  # four cores, vCPUs left to the harness: one each (--hypervisor URI)
+    two_each = load_matrix(write_matrix(tmp_path, MATRIX.replace("hosts:", "defaults: {vcpus: 2}\nhosts:")))
+    assert _workers("auto", two_each, [node.uri]) == 2  # four cores, guests of two vCPUs
     twins = tuple(HypervisorSpec(node.uri, name=f"twin{i}") for i in range(3))
-    assert _workers("auto", replace(matrix, hypervisors=twins[:2]), None) == 4  # the matrix's own pool
-    assert _workers("auto", replace(matrix, hypervisors=twins), None) == 4  # no more than hosts
+    assert _workers("auto", replace(two_each, hypervisors=twins[:2]), None) == 4  # the matrix's own pool
+    assert _workers("auto", replace(two_each, hypervisors=twins), None) == 4  # no more than hosts
     assert _workers("3", matrix, [node.uri]) == 3
 
 

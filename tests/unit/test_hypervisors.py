@@ -81,6 +81,18 @@ def test_slots_follow_cores_and_memory_unless_the_matrix_says(tmp_path):
     assert pool_of(tmp_path, {"n": FakeNode("x86_64", ("x86_64",))}, slots={"n": 7}).total_slots() == 7
 
 
+def test_vcpus_the_matrix_leaves_unset_are_each_hosts_share_of_the_cores(tmp_path):
+    nodes = {"two": FakeNode("x86_64", ("x86_64",), cpus=2), "tight": FakeNode("x86_64", ("x86_64",), cpus=8, memory_mib=4608)}
+    specs = tuple(HypervisorSpec(f"qemu+ssh://{name}/system") for name in nodes)
+    pool = HypervisorPool(specs, tmp_path / "slots", 1536, None, lambda uri: nodes[uri.split("//")[1].split("/")[0]])
+    assert {h.name: (h.slots(1536, None), h.guest_vcpus(1536, None)) for h in pool.hypervisors()} == {"two": (2, 1), "tight": (2, 4)}
+    held = [pool.place("h1", "x86_64", vcpus=3)]
+    assert held[0].vcpus == 3  # the matrix's own number stands
+    held += [pool.place(f"h{i}", "x86_64") for i in (2, 3, 4)]
+    assert sorted(s.hypervisor.name for s in held) == ["tight", "tight", "two", "two"]
+    assert all(s.vcpus == {"two": 1, "tight": 4}[s.hypervisor.name] for s in held[1:])
+
+
 def test_no_able_hypervisor_is_a_host_error_naming_the_pool(tmp_path):
     pool = pool_of(tmp_path, {"x86": FakeNode("x86_64", ("x86_64",)), "gone": None})
     with pytest.raises(HostError) as caught:

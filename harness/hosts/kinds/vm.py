@@ -41,7 +41,7 @@ class VmKind(HostKindDriver):
         cache_root = self.run.cache_root
         build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(cache_root, "hosts"))
         base = cached_base(build.digest, build.root_disk, BuildCache(cache_root, "initramfs"))
-        slot = self.pool.place(spec.name, spec.qemu_arch, waiting)
+        slot = self.pool.place(spec.name, spec.qemu_arch, waiting, spec.machine.vcpus)
         hypervisor, workdir = slot.hypervisor, self.run.workdir / spec.name
         try:
             files = hypervisor.files(self.run.run_id, spec.name, workdir, cache_root / "locks")
