@@ -265,7 +265,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"harness reproduce: --swap takes one of {', '.join(SWAPS)}, not {args.swap!r}", file=sys.stderr)
         return 2
     try:
-        return reproduce(matrix, args.cell, default_root(), sys.stdout, args.swap)
+        return reproduce(matrix, args.cell, default_root(), sys.stdout, args.swap, sys.stdin if args.shell else None)
     except ReproduceError as exc:
         print(f"harness reproduce: {exc}", file=sys.stderr)
         return 2
@@ -338,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     p_history = sub.add_parser("history", help="each pair's class run by run, from every results.json under DIR, and what changed when it turned bad")
     p_history.add_argument("directory", nargs="?", default="reports")
 
-    p_repro = sub.add_parser("reproduce", help="run one cell by hand (HOST/IMAGE/SCENARIO), optionally with one layer swapped")
+    p_repro = sub.add_parser("reproduce", help="run one cell by hand (HOST/IMAGE/SCENARIO), optionally with one layer swapped, or open a shell on its host")
     p_repro.add_argument("cell", help="HOST/IMAGE/SCENARIO")
     p_repro.add_argument("--matrix", default="matrix.yaml")
     p_repro.add_argument("--swap", default=None, help="one blame swap: seccomp=unconfined, apparmor=unconfined, label=disable, runtime=crun, runtime=runc")
+    p_repro.add_argument("--shell", action="store_true", help="then a shell on the host (through its guest agent), with the image there; the host goes when it ends")
 
     p_engine = sub.add_parser("engine", help="the local engine's API service, for `kind: engine` hosts")
     p_engine.add_argument("action", choices=["serve"])

@@ -1,5 +1,12 @@
 """`harness reproduce HOST/IMAGE/SCENARIO`: one cell by hand, as the run did it, or with one layer
-swapped (`--swap seccomp=unconfined`), printing its evidence and the commands that ran it."""
+swapped (`--swap seccomp=unconfined`), printing its evidence and the commands that ran it; then,
+with `--shell`, a shell on the host with the image already there.
+
+The shell goes through the guest agent, which every VM host has (no guest network, no login, any
+hypervisor, local or remote): each line runs in the guest as `sh -c`, in the directory the last
+one ended in. It carries no terminal (no editors, no job control, no `podman run -t`); a command
+is stopped after the host's cell timeout. The host is torn down when the shell ends (`exit` or
+end of input)."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from harness.cells.runner import CellSettings
 from harness.cells.verdict import judge
 from harness.config.model import Matrix
 from harness.context import RunContext
-from harness.hosts.provider import HostError
+from harness.hosts.provider import Host, HostError
 from harness.registry.server import RegistryError
 from harness.results.model import Layer
 from harness.runs import claim
@@ -29,12 +36,42 @@ SWAPS = {
 }
 
 
+# Runs one line of the shell in the directory the last one ended in, and says where it ended.
+_LINE = 'cd "$1" 2>/dev/null; eval "$2"; rc=$?; echo; echo "{mark}$PWD"; exit $rc'
+_MARK = "harness-shell-cwd="
+
+
+def _shell(host: Host, image_id: str, command: list[str], lines: TextIO, out: TextIO) -> None:
+    """Lines read from `lines` run on the host until `exit` or the end of input."""
+    print(f"shell on host {host.name} through its guest agent (no terminal; `exit` or end of input ends it and tears the host down)", file=out)
+    print(f"the image is there as {image_id}; the cell ran as: {' '.join(command)}", file=out)
+    cwd = "/"
+    while True:
+        out.write(f"{host.name}:{cwd}# ")
+        out.flush()
+        line = lines.readline()
+        if not line or line.strip() in ("exit", "logout"):
+            out.write("\n")
+            return
+        if not line.strip():
+            continue
+        done = host.run(["sh", "-c", _LINE.format(mark=_MARK), "shell", cwd, line], host.cell_timeout)
+        said, _, where = done.stdout.rpartition(_MARK)
+        cwd = where.strip() or cwd
+        out.write(said.removesuffix("\n") + done.stderr)
+        if done.timed_out:
+            print(f"[stopped after {host.cell_timeout:.0f}s]", file=out)
+        elif done.exit_code:
+            print(f"[exit {done.exit_code}]", file=out)
+
+
 class ReproduceError(Exception):
     """The cell could not be run (its host, image or registry); str() says why in one line."""
 
 
-def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: str | None = None) -> int:
-    """Run the cell; print what happened. Returns 0 when it passed, 1 when it did not."""
+def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: str | None = None, shell: TextIO | None = None) -> int:
+    """Run the cell; print what happened; then a shell reading `shell`, if given. Returns 0 when
+    the cell passed, 1 when it did not."""
     host_name, image, scenario_name = cell.split("/")
     run_id = f"reproduce-{uuid.uuid4().hex[:8]}"
     pool = matrix.pool()
@@ -63,6 +100,8 @@ def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: st
             (outcome, message), command, code, stdout, stderr = judge(execution), execution.argv, execution.exit_code, execution.stdout, execution.stderr
         print(f"command: {' '.join(command)}", file=out)
         print(f"--- stdout ---\n{stdout}--- stderr ---\n{stderr}--- exit {code}: {outcome}{': ' + message if message else ''}", file=out)
+        if shell is not None:
+            _shell(host, delivery.image_id, command, shell, out)
         return 0 if outcome.passed else 1
     except (HostError, SupplyError) as exc:
         raise ReproduceError(str(exc)) from None

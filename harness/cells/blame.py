@@ -48,6 +48,7 @@ class Swap:
 
 UNCHANGED = Swap(Layer.UNCHANGED, "")
 _RELEASED = object()  # a pattern's claim given up by the worker that held it
+_ELSEWHERE = object()  # another worker's verdict that does not hold on this host
 
 
 def swaps_for(host: Host) -> list[Swap]:
@@ -70,6 +71,14 @@ def swaps_for(host: Host) -> list[Swap]:
     return swaps
 
 
+def transfers(verdict: Verdict, swaps: list[Swap]) -> bool:
+    """Whether a verdict found on one host holds for the same failure on a host with these swaps:
+    one that names no swap (the image or the scenario, flaky) does; one that names swaps only if
+    each can be made there (an AppArmor verdict says nothing of an SELinux host)."""
+    fixes = {e.swap for e in verdict.experiments if e.layer != Layer.UNCHANGED and e.outcome.passed}
+    return fixes <= {s.what for s in swaps}
+
+
 def signature(cell: CellResult) -> tuple:
     """Failures that look the same: one scenario, one outcome and exit status, and the same last
     line of error output once numbers (PIDs, addresses, durations) are left out."""
@@ -90,31 +99,37 @@ class Blamer:
 
     budget: int = 40  # experiments per process (each is one container)
     spent: int = 0
-    verdicts: dict[tuple, Verdict] = field(default_factory=dict)  # by signature
+    verdicts: dict[tuple, list[Verdict]] = field(default_factory=dict)  # by signature: one per set of hosts it holds on
     shared: Path | None = None  # where the run's workers claim failure patterns (None: this process alone)
 
-    def covered(self, cell: CellResult) -> Verdict | None:
-        """The verdict of an earlier failure that looked the same, now covering this cell too."""
-        verdict = self.verdicts.get(signature(cell))
-        if verdict is not None and cell.key not in verdict.cells:
-            verdict = replace(verdict, cells=[*verdict.cells, cell.key])
-            self.verdicts[signature(cell)] = verdict
-        return verdict
+    def covered(self, cell: CellResult, swaps: list[Swap]) -> Verdict | None:
+        """The verdict of an earlier failure that looked the same, now covering this cell too, if
+        it holds on this cell's host (see transfers)."""
+        known = self.verdicts.get(signature(cell), [])
+        index = next((i for i, v in enumerate(known) if transfers(v, swaps)), None)
+        if index is None:
+            return None
+        if cell.key not in known[index].cells:
+            known[index] = replace(known[index], cells=[*known[index].cells, cell.key])
+        return known[index]
 
     def blame(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult) -> Verdict | None:
         """The verdict for a failing cell (None: not a failure to blame, or no budget left)."""
         if failed.outcome not in BLAMED:
             return None
-        if (known := self.covered(failed)) is not None:
-            return known
         swaps = swaps_for(host)
+        if (known := self.covered(failed, swaps)) is not None:
+            return known
         timeout = host.timeout_for(scenario)
         claim = self._claim(failed)
         while claim is not None and not claim.owned:
-            theirs = self._theirs(failed, claim.path, timeout * (len(swaps) + 1 + 2 * CONFIRM_RUNS) + 60)
-            if theirs is not _RELEASED:
+            theirs = self._theirs(failed, swaps, claim.path, timeout * (len(swaps) + 1 + 2 * CONFIRM_RUNS) + 60)
+            if theirs is _ELSEWHERE:
+                claim = None  # their verdict's swap does not apply here: blame it here, for this host alone
+            elif theirs is _RELEASED:
+                claim = self._claim(failed)
+            else:
                 return theirs
-            claim = self._claim(failed)
         if self.spent + 1 + len(swaps) > self.budget:
             if claim is not None:
                 claim.path.unlink()  # another worker may have budget left
@@ -125,7 +140,7 @@ class Blamer:
             if claim is not None:
                 claim.path.unlink()  # the host broke meanwhile: another worker may blame it
             raise
-        self.verdicts[signature(failed)] = verdict
+        self.verdicts.setdefault(signature(failed), []).append(verdict)
         self._publish(claim, verdict)
         return verdict
 
@@ -160,10 +175,11 @@ class Blamer:
             tmp.write_text(json.dumps(asdict(verdict)))
             tmp.replace(claim.path)
 
-    def _theirs(self, failed: CellResult, path: Path, patience: float) -> "Verdict | None | object":
+    def _theirs(self, failed: CellResult, swaps: list[Swap], path: Path, patience: float) -> "Verdict | None | object":
         """Another worker's verdict on this pattern, now covering this cell too; _RELEASED if that
-        worker gave the pattern up (no budget left); None if its verdict never comes (it died):
-        the cell then keeps its outcome without a verdict."""
+        worker gave the pattern up (no budget left), _ELSEWHERE if the verdict does not hold on this
+        host; None if its verdict never comes (it died): the cell then keeps its outcome without a
+        verdict."""
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             try:
@@ -173,8 +189,11 @@ class Blamer:
             except ValueError:  # claimed, verdict not written yet
                 time.sleep(0.5)
                 continue
-            self.verdicts[signature(failed)] = verdict
-            return self.covered(failed)
+            if not transfers(verdict, swaps):
+                return _ELSEWHERE
+            if verdict.cells[0] not in [v.cells[0] for v in self.verdicts.get(signature(failed), [])]:
+                self.verdicts.setdefault(signature(failed), []).append(verdict)
+            return self.covered(failed, swaps)
         return None
 
     @staticmethod

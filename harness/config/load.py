@@ -190,6 +190,7 @@ def _load_scenario(directory: Path, name: str, index: int, loc: _Located) -> Sce
             user=options.get("user"),
             env=tuple(sorted(options.get("env", {}).items())),
             systemd=options.get("systemd", False),
+            cap_add=tuple(options.get("cap_add", ())),
         ),
     )
 

@@ -93,6 +93,8 @@ class EngineHost(Host):
             kwargs["pids_limit"] = options.pids_limit
         if options.user:
             kwargs["user"] = options.user
+        if options.cap_add:
+            kwargs["cap_add"] = list(options.cap_add)
         return (
             _Container(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
             .with_command(command)

@@ -137,6 +137,10 @@ class Host(ABC):
     def stop(self) -> None:
         """Tear the host down and remove everything start() created; safe to call twice."""
 
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> ExecRecord:
+        """A command on the host itself (a VM's guest), not in a container: `harness reproduce --shell`."""
+        raise HostError(f"host {self.name}: a {self.spec.kind} host has no shell the harness can open")
+
     def runtimes(self) -> list[str]:
         """The OCI runtimes the host's engine can run containers with (a blame experiment swaps)."""
         return [self.spec.runtime] if self.spec.runtime else []

@@ -61,6 +61,7 @@ def image_recipe(spec: ImageSpec, arch: str, mirror: str, base: ImageBuild | Non
         "sources": [s.deb_line() for s in build_suites(spec.release, mirror, spec.updates)],
         **({"variant": spec.variant} if spec.variant != "minbase" else {}),
         **({"base": base.digest} if base else {}),
+        **({"trim": list(spec.trim)} if spec.trim else {}),
     }
 
 
@@ -90,7 +91,8 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
         facts.mkdir()
         # A layered image's tree starts from exactly what its base has installed.
         packages = [*(sorted(base.installed()) if base else []), *spec.packages]
-        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"essential": _MAN1_HOOK, "customize": _FACTS_HOOK.format(out=facts)}, [s.deb_line() for s in suites], _APTOPTS)
+        customize = "; ".join([_FACTS_HOOK.format(out=facts), *(f'rm -rf "$1"/{path}' for path in spec.trim)])
+        argv = mmdebstrap_argv(spec.release, arch, packages, rootfs, mirror, spec.variant, {"essential": _MAN1_HOOK, "customize": customize}, [s.deb_line() for s in suites], _APTOPTS)
         run_logged(argv, log, f"image {spec.name} for {arch}", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         installed = read_installed(facts / "status", facts / "debian_version") if (facts / "status").exists() else None
         if base is None:

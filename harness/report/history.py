@@ -17,7 +17,8 @@ GOOD = {PairClass.SUPPORTED_PASS, PairClass.UNSUPPORTED_WORKS}
 BAD = {PairClass.SUPPORTED_FAIL, PairClass.UNSUPPORTED_BROKEN, PairClass.NOT_PORTABLE, PairClass.SUPPORTED_KNOWN_ISSUES}
 # The host facts compared between runs, typed first, then some read as they were.
 _TYPED = ("os", "kernel", "engine", "engine_version", "runtime", "runtime_version", "cgroup", "lsm")
-_RAW = ("libseccomp", "glibc", "selinux_policy", "apparmor", "container_lsm_label", "container_seccomp")
+_RAW = ("libseccomp", "glibc", "selinux_policy", "apparmor", "container_lsm_label", "container_seccomp",
+        *(f"container_syscall_{name}" for name in ("clone3", "close_range", "openat2", "faccessat2", "statx")))
 
 
 def load_runs(directory: Path) -> list[RunResults]:

@@ -1,6 +1,8 @@
 """Blame on real VMs, each case built with a known answer: a scenario that only the default seccomp
-profile breaks (personality(ADDR_NO_RANDOMIZE), which the profile does not allow), useradd on the
-SELinux-enforcing host (the classic case), and a scenario that fails everywhere."""
+profile breaks (personality(ADDR_NO_RANDOMIZE), which the profile does not allow), one that only the
+default AppArmor profile breaks (mounting a tmpfs with CAP_SYS_ADMIN: the profile says `deny
+mount`), useradd on the SELinux-enforcing host (the classic case), and a scenario that fails
+everywhere."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ hosts:
 images:{BOOKWORM_IMAGE}scenarios:
   - useradd
   - no-aslr
+  - mount-tmpfs
   - fails-everywhere
 """
 
@@ -32,6 +35,8 @@ def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("blame"))
     add_scenario(directory / "scenarios", "no-aslr", "#!/bin/sh\nsetarch \"$(uname -m)\" -R true && echo 'ran without address space randomisation'\n",
                  "purpose: personality(ADDR_NO_RANDOMIZE), as debuggers and some runtimes do\ndimension: security\nneeds: [setarch]\n")
+    add_scenario(directory / "scenarios", "mount-tmpfs", "#!/bin/sh\nmount -t tmpfs scratch /mnt && echo mounted\n",
+                 "purpose: an image that mounts a tmpfs at start, given CAP_SYS_ADMIN\ndimension: security\noptions: {cap_add: [SYS_ADMIN]}\n")
     add_scenario(directory / "scenarios", "fails-everywhere", "#!/bin/sh\necho 'broken on purpose' >&2\nexit 4\n")
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, f"blame-{os.getpid()}", "--quiet")
@@ -49,6 +54,16 @@ def test_a_failure_only_the_default_seccomp_profile_causes_is_blamed_on_seccomp(
     assert (found["layer"], found["summary"], found["confirmed"]) == ("seccomp", "seccomp: passes with seccomp=unconfined", True), found
     swapped = [e for e in found["experiments"] if e["swap"] == "seccomp=unconfined"]
     assert swapped and all("--security-opt" in e["command"] and "seccomp=unconfined" in e["command"] for e in swapped)
+
+
+def test_a_mount_the_default_apparmor_profile_denies_is_blamed_on_the_lsm_with_its_denials(results):
+    data, _ = results
+    cell = data["cells"]["bookworm-amd64/debian-bookworm/mount-tmpfs"]
+    assert cell["outcome"] == "fail" and "--cap-add" in cell["command"], cell
+    found = verdict(data, "bookworm-amd64/debian-bookworm/mount-tmpfs")
+    assert (found["layer"], found["summary"], found["confirmed"]) == ("LSM", "LSM: passes with apparmor=unconfined", True), found
+    unchanged = found["experiments"][0]
+    assert 'apparmor="DENIED"' in unchanged["evidence"] and 'operation="mount"' in unchanged["evidence"], unchanged["evidence"]
 
 
 def test_useradd_on_the_selinux_host_is_blamed_on_the_lsm_with_its_denials(results):
@@ -81,6 +96,27 @@ def test_reproduce_runs_the_cell_and_one_experiment_by_hand(results):
     assert swapped.returncode == 0 and "--security-opt label=disable" in swapped.stdout and "exit 0: pass" in swapped.stdout, swapped.stdout + swapped.stderr
 
 
+def test_reproduce_shell_opens_the_host_with_the_image_there_and_tears_it_down(results):
+    """What the lines print is read from the guest: its SELinux mode, the image in its engine's
+    store, the directory a `cd` left; afterwards no domain of that reproduce run is left."""
+    import re
+    import subprocess
+    import sys
+
+    import libvirt
+
+    _, reports = results
+    lines = "getenforce\npodman images --noheading --no-trunc --format '{{.ID}}'\ncd /etc\npwd\nexit\n"
+    shell = subprocess.run([sys.executable, "-m", "harness.cli", "reproduce", "trixie-amd64-selinux/debian-bookworm/useradd", "--matrix", str(reports.parent / "matrix.yaml"), "--shell"],
+                           input=lines, capture_output=True, text=True)
+    said = shell.stdout
+    image = re.search(r"the image is there as (sha256:)?([0-9a-f]{64})", said)
+    assert shell.returncode == 1 and image, said + shell.stderr
+    assert "trixie-amd64-selinux:/# Enforcing\n" in said and image.group(2) in said.split("podman images", 1)[-1] and "trixie-amd64-selinux:/etc# " in said, said
+    conn = libvirt.open("qemu:///system")
+    assert not [d.name() for d in conn.listAllDomains() if "reproduce-" in d.name()], "a reproduce domain was left running"
+
+
 def test_what_a_container_sees_of_its_confinement_is_measured_on_each_host(results):
     data, _ = results
     selinux = data["hosts"]["trixie-amd64-selinux"]["facts"]["raw"]
@@ -88,6 +124,16 @@ def test_what_a_container_sees_of_its_confinement_is_measured_on_each_host(resul
     assert "container_manage_cgroup=" in selinux["selinux_container_booleans"]
     apparmor = data["hosts"]["bookworm-amd64"]["facts"]["raw"]
     assert apparmor["container_lsm_label"].startswith("containers-default") and apparmor["container_selinuxfs"] == "", apparmor
+
+
+def test_how_the_default_seccomp_profile_answers_the_syscalls_that_broke_images_is_measured(results):
+    """Podman's profile answers clone3 with ENOSYS, so glibc falls back to clone (it once said
+    EPERM, and glibc 2.34 images broke); the others are allowed on these kernels."""
+    data, _ = results
+    for host in ("bookworm-amd64", "trixie-amd64-selinux"):
+        raw = data["hosts"][host]["facts"]["raw"]
+        said = {k.removeprefix("container_syscall_"): v for k, v in raw.items() if k.startswith("container_syscall_")}
+        assert said == {"clone3": "ENOSYS", "close_range": "allowed", "openat2": "allowed", "faccessat2": "allowed", "statx": "allowed"}, (host, said)
 
 
 def test_hosts_left_without_vcpus_get_their_share_of_the_cores(results):

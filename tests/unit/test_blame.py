@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from harness.cells.blame import Blamer
@@ -111,3 +112,20 @@ def test_a_worker_out_of_budget_leaves_the_pattern_to_another(tmp_path):
     other = Blamer(shared=tmp_path)
     verdict = blame(lambda _s: 1, other, failed(host="h2"))[0]
     assert verdict.layer == Layer.IMAGE and verdict.cells == ["h2/img/s"] and other.spent == 4
+
+
+def test_a_verdict_is_shared_only_with_hosts_where_its_swap_can_be_made():
+    """Failing alike on an AppArmor and an SELinux host: "passes with apparmor=unconfined" says
+    nothing of the SELinux host, which is blamed on its own; "the image or the scenario" is shared."""
+    selinux = VmHostSpec("h2", Machine(), release="trixie", arch="amd64", engine="podman", runtime="crun", lsm="selinux")
+    blamer = Blamer()
+    apparmor, _ = blame(passes_with("apparmor=unconfined"), blamer)
+    own = blamer.blame(StubHost(selinux, {"s": passes_with("label=disable")}), DELIVERY, SCENARIO, failed(host="h2"))
+    assert (apparmor.summary, apparmor.cells) == ("LSM: passes with apparmor=unconfined", ["h1/img/s"])
+    assert (own.summary, own.cells) == ("LSM: passes with label=disable", ["h2/img/s"])
+    third = blamer.blame(StubHost(replace(selinux, name="h3"), {"s": lambda _s: 1}), DELIVERY, SCENARIO, failed(host="h3"))
+    assert third.cells == ["h2/img/s", "h3/img/s"]
+    everywhere = Blamer()
+    blame(lambda _s: 1, everywhere, failed(stderr="broken"))
+    shared = everywhere.blame(StubHost(selinux, {"s": lambda _s: 1}), DELIVERY, SCENARIO, failed(host="h2", stderr="broken"))
+    assert shared.layer == Layer.IMAGE and shared.cells == ["h1/img/s", "h2/img/s"] and everywhere.spent == 4

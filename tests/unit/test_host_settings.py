@@ -55,11 +55,11 @@ def test_each_setting_that_changes_the_disk_changes_the_recipe(repo_root, tmp_pa
 
 
 def test_docker_commands_differ_from_podman_only_where_the_clis_do():
-    options = ScenarioOptions(memory="64m", systemd=True)
+    options = ScenarioOptions(memory="64m", systemd=True, cap_add=("SYS_ADMIN",))
     podman = engine_cli("podman", "crun").run("c", "sha256:x", ("/src", "/dst"), ["/dst/run"], options)
     docker = engine_cli("docker", "runc").run("c", "sha256:x", ("/src", "/dst"), ["/dst/run"], options)
     assert podman[:1] == ["podman"] and "--systemd" in podman
-    assert docker == ["docker", "run", "--rm", "--name", "c", "--runtime", "runc", "--network", "none", "--volume", "/src:/dst:ro", "--memory", "64m", "sha256:x", "/dst/run"]
+    assert docker == ["docker", "run", "--rm", "--name", "c", "--runtime", "runc", "--network", "none", "--volume", "/src:/dst:ro", "--memory", "64m", "--cap-add", "SYS_ADMIN", "sha256:x", "/dst/run"]
     assert Docker("runc").ready() and Podman("crun").ready() is None
     assert Docker("runc").remove("c") == ["docker", "rm", "--force", "c"]
 
