@@ -29,8 +29,9 @@ from harness.cells.siblings import with_siblings
 from harness.cells.verdict import error_result
 from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
-from harness.config.model import HypervisorSpec, Matrix
+from harness.config.model import HostKind, HostSpec, HypervisorSpec, Matrix
 from harness.context import RunContext
+from harness.hosts.accel import slowness
 from harness.hosts.fleet import planned_record
 from harness.hosts.hypervisors import HypervisorLost
 from harness.hosts.libvirt import connect
@@ -120,6 +121,8 @@ class MatrixFile(pytest.File):
 
     Grouping cells under their host gives node ids like matrix.yaml::HOST::IMAGE/SCENARIO, so
     pytest-xdist's --dist loadscope sends all cells of a host to one worker, which boots it once.
+    Hosts are collected slowest first (emulated s390x and ppc64el, then arm64...; matrix order
+    among equals), and loadscope hands them out in that order, so a run has no long tail.
     """
 
     def collect(self):
@@ -127,7 +130,7 @@ class MatrixFile(pytest.File):
         if MATRIX_KEY in self.config.stash and self.config.stash[MATRIX_KEY].path != matrix.path:
             raise MatrixError([f"{self.path}: one matrix per run ({self.config.stash[MATRIX_KEY].path} was collected first)"])
         self.config.stash[MATRIX_KEY] = matrix
-        for host in matrix.hosts:
+        for host in sorted(matrix.hosts, key=_slowest_first):
             collector = HostCollector.from_parent(self, name=host.name)
             collector.extra_keyword_matches.update({host.arch, host.release, host.engine, str(host.kind)} - {""})
             yield collector
@@ -136,6 +139,10 @@ class MatrixFile(pytest.File):
         if isinstance(excinfo.value, MatrixError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
+
+
+def _slowest_first(host: HostSpec) -> float:
+    return -slowness(host.qemu_arch) if host.kind == HostKind.VM else 0.0
 
 
 class HostCollector(pytest.Collector):

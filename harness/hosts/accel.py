@@ -81,3 +81,10 @@ _TCG_SCALE = {"x86_64": 3.0, "aarch64": 4.0, "ppc64le": 8.0, "s390x": 8.0}
 
 def time_scale(accel: str, qemu_arch: str) -> float:
     return 1.0 if accel != "qemu" else _TCG_SCALE.get(qemu_arch, 8.0)
+
+
+def slowness(qemu_arch: str) -> float:
+    """How slow a host of this architecture is expected to be here, before any is booted: the
+    machine's own architecture as if under KVM, others as emulated. A run starts the slowest
+    hosts first, so it does not end waiting for one emulated s390x host."""
+    return 1.0 if qemu_arch == platform.machine() else time_scale("qemu", qemu_arch)

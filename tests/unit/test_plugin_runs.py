@@ -228,3 +228,16 @@ def test_a_covering_array_runs_fewer_cells_and_says_what_it_covers(pytester, mat
     result, wide = run(pytester, narrow, tmp_path / "wide", "--cover", "2", "--no-blame", "--must", "h2/img3")
     assert len(wide["cells"]) < 12 and {"h2/img3/ok", "h2/img3/ok-fails"} <= set(wide["cells"])
     assert "of 12 cells sampled" in wide["coverage"] and "Sampled: covering array" in (tmp_path / "wide" / "matrix.html").read_text()
+
+
+def test_hosts_are_collected_slowest_first(pytester, tmp_path, repo_root):
+    """Emulated s390x before arm64 before this machine's own amd64 (matrix order among equals), so
+    xdist's loadscope hands the slow ones out first."""
+    (tmp_path / "vms").symlink_to(repo_root / "vms")
+    add_scenario(tmp_path / "scenarios", "ok", "#!/bin/sh\nexit 0\n")
+    matrix = write_matrix(tmp_path, MATRIX.replace("scenarios: [ok, ok-fails]", "scenarios: [ok]").replace(
+        "  - {name: h2, release: trixie, arch: amd64, engine: podman}",
+        "  - {name: h2, release: trixie, arch: amd64, engine: podman}\n  - {name: a1, release: bookworm, arch: arm64, engine: podman}\n  - {name: z1, release: bookworm, arch: s390x, engine: podman}"))
+    result = pytester.runpytest_inprocess(str(matrix), "--collect-only", "-q", "-p", "no:cacheprovider", plugins=[Stubs()])
+    order = [line.split("::")[1] for line in result.outlines if "::" in line]
+    assert order == ["z1", "a1", "h1", "h2"], result.outlines
