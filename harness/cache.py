@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+from functools import cache
 import json
 import os
 import re
@@ -75,6 +76,22 @@ def default_root() -> Path:
 
 def digest_of(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+@cache
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """A file's sha256, read once per process for as long as its size and modification time stay
+    (an image archive's digest is part of every cell key of that image)."""
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def _mounts_below(path: Path) -> list[str]:

@@ -20,6 +20,15 @@ def _load(path: str) -> Matrix:
         sys.exit(2)
     for warning in matrix.warnings:
         print(warning, file=sys.stderr)
+    from harness.images.imported import ArchiveError, archive_arches
+
+    for image in matrix.images:
+        if image.archive:
+            try:
+                archive_arches(Path(image.archive), image.archive_kind)
+            except ArchiveError as exc:
+                print(f"{path}: image {image.name}: {exc}", file=sys.stderr)
+                sys.exit(2)
     return matrix
 
 

@@ -8,6 +8,7 @@ the cell. A build, publication or reference that fails raises SupplyError, namin
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -18,6 +19,7 @@ from harness.hosts.fleet import os_problem
 from harness.hosts.provider import Host
 from harness.images.build import ImageBuild, build_image, cached_image
 from harness.images.freshness import freshness_of
+from harness.images.imported import ArchiveError, archive_arches, import_archive
 from harness.mmdebstrap import BuildError
 from harness.registry.inspect import describe
 from harness.registry.publish import Publication, guest_reference, guest_registry, publish
@@ -78,6 +80,7 @@ class ImageSupply:
     _builds: dict[tuple[str, str], ImageBuild] = field(default_factory=dict)
     _failed: dict[tuple[str, str], str] = field(default_factory=dict)
     _publications: dict[str, Publication] = field(default_factory=dict)
+    _archive_arches: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def select(self, host: str, image: str) -> None:
         """A cell of the run will need `image` on `host`."""
@@ -97,7 +100,7 @@ class ImageSupply:
             return build
         except OSError as exc:
             self._failed[(name, arch)] = f"image {name} for {arch}: {os_problem(exc)}"
-        except BuildError as exc:
+        except (BuildError, ArchiveError) as exc:
             self._failed[(name, arch)] = str(exc)
         raise SupplyError(self._failed[(name, arch)])
 
@@ -112,12 +115,27 @@ class ImageSupply:
         key = (spec.name, arch)
         if key not in self._builds:
             base = self._build(self.matrix.image(spec.base), arch) if spec.base else None
-            self._builds[key], _ = self.build(spec, arch, self.matrix.mirror, BuildCache(self.run.cache_root, "images"), base)
+            cache = BuildCache(self.run.cache_root, "images")
+            if spec.archive:
+                self._builds[key], _ = import_archive(spec, arch, cache)
+            else:
+                self._builds[key], _ = self.build(spec, arch, self.matrix.mirror, cache, base)
         return self._builds[key]
+
+    def arches_of(self, image_name: str) -> tuple[str, ...]:
+        """The architectures an image is for: the matrix's list, an archive's own platforms, or
+        (empty) every VM host's."""
+        spec = self.matrix.image(image_name)
+        if spec.archive and spec.name not in self._archive_arches:
+            try:
+                self._archive_arches[spec.name] = archive_arches(Path(spec.archive), spec.archive_kind)
+            except ArchiveError as exc:
+                raise SupplyError(f"image {spec.name}: {exc}") from None
+        return self._archive_arches.get(spec.name, spec.arches)
 
     def arch_for(self, image_name: str, host_arch: str) -> str:
         """The build a host gets from an archive: its own architecture's, or the image's only one."""
-        arches = self.matrix.image(image_name).arches
+        arches = self.arches_of(image_name)
         return host_arch if not arches or host_arch in arches else arches[0]
 
     def carry(self, host: Host) -> list[ImageBuild]:
@@ -132,7 +150,8 @@ class ImageSupply:
     def _record_build(self, build: ImageBuild) -> None:
         """The image's facts for the report, and its freshness against the archive as it is now."""
         spec = self.matrix.image(build.name)
-        record = self.records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base))
+        source = f"{spec.archive_kind} {spec.archive}" if spec.archive else "built"
+        record = self.records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base, source=source))
         if build.arch in record.builds:
             return
         record.builds[build.arch] = ImageBuildRecord(
@@ -148,7 +167,8 @@ class ImageSupply:
             package_count=build.package_count,
             recipe_digest=build.digest,
             labels=build.labels,
-            freshness=freshness_of(build.installed(), spec.release, build.arch, self.matrix.mirror, self.run.cache_root / "archive-indexes"),
+            # An image taken from a file says its release only if the matrix does.
+            freshness=freshness_of(build.installed(), spec.release, build.arch, self.matrix.mirror, self.run.cache_root / "archive-indexes") if spec.release else None,
         )
 
     def _record_reference(self, spec: ImageSpec) -> None:
@@ -171,26 +191,27 @@ class ImageSupply:
     def cached_manifest(self, name: str, host_arch: str) -> str:
         """The manifest digest of the image's build for a host of `host_arch` as the cache holds it
         now ("" when it is not built yet): what the host will pull, for the result cache's key."""
-        arch = self.arch_for(name, host_arch)
+        build = self._cached_build(name, self.arch_for(name, host_arch))
+        return build.manifest_digest if build else ""
+
+    def _cached_build(self, name: str, arch: str) -> ImageBuild | None:
+        """The image's build for `arch` if this run or the cache has it; never builds."""
         if (name, arch) in self._builds:
-            return self._builds[(name, arch)].manifest_digest
+            return self._builds[(name, arch)]
         cache, spec = BuildCache(self.run.cache_root, "images"), self.matrix.image(name)
         base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
-        build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
-        return build.manifest_digest if build else ""
+        return cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
 
     def record_cached(self, name: str, host_arch: str) -> None:
         """A reused cell's image: its facts (and today's freshness) if the cache still has its build."""
         arch = self.arch_for(name, host_arch) if host_arch else ""
         if arch not in ARCHES or name in self.records and arch in self.records[name].builds:
             return
-        cache, spec = BuildCache(self.run.cache_root, "images"), self.matrix.image(name)
+        spec = self.matrix.image(name)
         if spec.reference:
             self._record_reference(spec)
             return
-        base = cached_image(self.matrix.image(spec.base), arch, self.matrix.mirror, cache) if spec.base else None
-        build = cached_image(spec, arch, self.matrix.mirror, cache, base) if base or not spec.base else None
-        if build is not None:
+        if (build := self._cached_build(name, arch)) is not None:
             self._record_build(build)
 
     # -- publication ----------------------------------------------------------------------------
@@ -202,7 +223,7 @@ class ImageSupply:
         if image_name not in self._publications:
             if self.run.registry is None:
                 raise SupplyError(f"image {image_name}: no registry to publish it to (the run could not start one)")
-            arches = self.matrix.image(image_name).arches or tuple(self.matrix.vm_arches())
+            arches = self.arches_of(image_name) or tuple(self.matrix.vm_arches())
             # Built for the architectures of the run's selected hosts only (a slice of amd64 hosts
             # builds no arm64 image); all of them when none of those is among the image's own.
             selected = [a for a in arches if a in self.arches] or list(arches)

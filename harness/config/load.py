@@ -210,8 +210,9 @@ def _policy(data: dict) -> Policy:
     )
 
 
-def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], list[str]]:
-    """The candidate images; a layered one takes its base's release, command and architectures."""
+def _images(entries: list[dict], loc: _Located, directory: Path) -> tuple[tuple[ImageSpec, ...], list[str]]:
+    """The candidate images; a layered one takes its base's release, command and architectures;
+    archives are found relative to the matrix's directory."""
     by_name = {i["name"]: i for i in entries}
     problems, images = [], []
     for index, i in enumerate(entries):
@@ -224,9 +225,17 @@ def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], 
                 problems.append(loc.problem(where, f"image {i['name']!r}: base {i['base']!r} is itself layered; layer on a base image"))
             elif i.get("release", base["release"]) != base["release"]:
                 problems.append(loc.problem(where, f"image {i['name']!r}: release {i['release']!r} differs from its base's ({base['release']!r})"))
-        if "reference" in i and {"base", "packages", "updates", "arches", "cmd"} & set(i):
+        given = [k for k in ("reference", "oci-archive", "docker-archive") if k in i]
+        if len(given) > 1:
+            problems.append(loc.problem(["images", index, given[1]], f"image {i['name']!r}: give one of reference, oci-archive, docker-archive, not {' and '.join(given)}"))
+        if given and {"base", "packages", "updates", "arches", "cmd"} & set(i):
             extra = sorted({"base", "packages", "updates", "arches", "cmd"} & set(i))[0]
-            problems.append(loc.problem(["images", index, extra], f"image {i['name']!r}: {extra!r} does not apply to an image given by reference (it is pulled as it is)"))
+            how = "given by reference (it is pulled as it is)" if given[0] == "reference" else f"taken from a file ({given[0]}: it is published as it is)"
+            problems.append(loc.problem(["images", index, extra], f"image {i['name']!r}: {extra!r} does not apply to an image {how}"))
+        kind = next((k for k in ("oci-archive", "docker-archive") if k in i), "")
+        archive = (directory / i[kind]).resolve() if kind else None
+        if archive is not None and not archive.is_file():
+            problems.append(loc.problem(["images", index, kind], f"image {i['name']!r}: {archive} is not a file"))
         images.append(
             ImageSpec(
                 name=i["name"],
@@ -238,6 +247,8 @@ def _images(entries: list[dict], loc: _Located) -> tuple[tuple[ImageSpec, ...], 
                 updates=i.get("updates", base.get("updates", True)),
                 reference=i.get("reference", ""),
                 tls_verify=i.get("tls_verify", True),
+                archive=str(archive) if archive else "",
+                archive_kind=kind,
             )
         )
     return tuple(images), problems
@@ -265,7 +276,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
     defaults = Machine().merged(data.get("defaults", {}))
     hosts = tuple(parse_host(h, defaults) for h in data["hosts"])
-    images, image_problems = _images(data["images"], loc)
+    images, image_problems = _images(data["images"], loc, base)
     problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()
     scenarios = []

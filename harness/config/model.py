@@ -119,6 +119,8 @@ class ImageSpec:
     reference: str = ""  # already published elsewhere: pulled by this reference, never built
     tls_verify: bool = True  # for pulling `reference`
     trim: tuple[str, ...] = ()  # paths (shell globs, from the root) removed from the built tree
+    archive: str = ""  # taken from this file, never built (an absolute path)
+    archive_kind: str = ""  # "oci-archive" or "docker-archive"
 
 
 # A small image the harness runs on every host before any candidate image, so that a broken host

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import __version__
-from harness.cache import BuildCache, digest_of
+from harness.cache import BuildCache, digest_of, file_digest
 from harness.config.model import ARCHES, ImageSpec
 from harness.images.archive import Suite, archive_epoch, build_suites, require_architecture
 from harness.images.dpkg import Installed, read_installed
@@ -52,6 +52,8 @@ class ImageBuild:
 
 
 def image_recipe(spec: ImageSpec, arch: str, mirror: str, base: ImageBuild | None = None) -> dict:
+    if spec.archive:  # taken from a file (images/imported.py): its content is the recipe
+        return {"format": BUILD_FORMAT, "source": spec.archive_kind, "archive": file_digest(Path(spec.archive)), "arch": arch}
     return {
         "format": BUILD_FORMAT,
         "release": spec.release,
@@ -126,16 +128,17 @@ def build_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base
         shutil.rmtree(facts)
 
     directory, built = cache.get_or_build(digest, recipe, build)
-    return _load(spec, arch, digest, directory), built
+    return load_build(spec, arch, digest, directory), built
 
 
 def cached_image(spec: ImageSpec, arch: str, mirror: str, cache: BuildCache, base: ImageBuild | None = None) -> ImageBuild | None:
     """The image's build if the cache has it; never builds (for a run that reuses cached results)."""
     digest = digest_of(image_recipe(spec, arch, mirror, base))
-    return _load(spec, arch, digest, cache.path(digest)) if cache.has(digest) else None
+    return load_build(spec, arch, digest, cache.path(digest)) if cache.has(digest) else None
 
 
-def _load(spec: ImageSpec, arch: str, digest: str, directory: Path) -> ImageBuild:
+def load_build(spec: ImageSpec, arch: str, digest: str, directory: Path) -> ImageBuild:
+    """A build as the cache keeps it (image.json beside the archive)."""
     meta = json.loads((directory / "image.json").read_text())
     return ImageBuild(
         spec.name,

@@ -31,6 +31,7 @@ class PushedImage:
     manifest_digest: str
     manifest_size: int
     config_digest: str
+    media_type: str = MEDIA_MANIFEST  # an image taken from a file may have a Docker manifest
 
 
 # Seconds to wait before each new try of a request the registry answered with a 5xx, or did not
@@ -101,12 +102,13 @@ class RegistryClient:
             for blob in [manifest["config"], *manifest["layers"]]:
                 member = tar.getmember(blob_name(blob["digest"]))
                 self.push_blob(repo, blob["digest"], tar.extractfile(member), member.size)
-        self.push_manifest(repo, descriptor["digest"], manifest_bytes, MEDIA_MANIFEST)
-        return PushedImage(arch, descriptor["digest"], len(manifest_bytes), manifest["config"]["digest"])
+        media = descriptor.get("mediaType", MEDIA_MANIFEST)
+        self.push_manifest(repo, descriptor["digest"], manifest_bytes, media)
+        return PushedImage(arch, descriptor["digest"], len(manifest_bytes), manifest["config"]["digest"], media)
 
     def tag_manifest(self, repo: str, tag: str, image: PushedImage) -> None:
-        body, _ = self.manifest(repo, image.manifest_digest, MEDIA_MANIFEST)
-        self.push_manifest(repo, tag, body, MEDIA_MANIFEST)
+        body, _ = self.manifest(repo, image.manifest_digest, image.media_type)
+        self.push_manifest(repo, tag, body, image.media_type)
 
     def push_index(self, repo: str, tag: str, images: list[PushedImage]) -> str:
         """One tag for every architecture: the index engines resolve by their own platform. Returns its digest."""
@@ -114,7 +116,7 @@ class RegistryClient:
             "schemaVersion": 2,
             "mediaType": MEDIA_INDEX,
             "manifests": [
-                {"mediaType": MEDIA_MANIFEST, "digest": i.manifest_digest, "size": i.manifest_size, "platform": {"os": "linux", "architecture": ARCHES[i.arch].oci}}
+                {"mediaType": i.media_type, "digest": i.manifest_digest, "size": i.manifest_size, "platform": {"os": "linux", "architecture": ARCHES[i.arch].oci}}
                 for i in sorted(images, key=lambda i: i.arch)
             ],
         }
