@@ -47,6 +47,9 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         for line in missing:
             print(f"  - {line}", file=sys.stderr)
         return 3
+    if refused := _refused_credentials(matrix):
+        print(f"harness: {refused}", file=sys.stderr)
+        return 2
     import pytest
 
     try:
@@ -79,6 +82,20 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         *pytest_args,
     ]
     return int(pytest.main(argv))
+
+
+def _refused_credentials(matrix: Matrix) -> str:
+    """Why a private registry refused the matrix's credentials for one of its images ("" if none
+    did): wrong credentials are the matrix's mistake, said before any host boots."""
+    from harness.registry.inspect import describe
+
+    for image in matrix.images:
+        access = matrix.access_for(image.reference) if image.reference else None
+        if access is not None and access.auth_file is not None:
+            _, _, why = describe(image.reference, image.tls_verify, access)
+            if "were refused" in why or " gave 403" in why:
+                return f"image {image.name}: {why.strip().splitlines()[0]}"
+    return ""
 
 
 def _doctor(matrix: Matrix, hypervisors: list[str] | None) -> list[str]:

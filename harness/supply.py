@@ -16,7 +16,8 @@ from harness.cache import BuildCache
 from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, HostKind, ImageSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import os_problem
-from harness.hosts.provider import Host
+from harness.config.registries import AuthFileError
+from harness.hosts.provider import Host, PullAccess
 from harness.images.build import ImageBuild, build_image, cached_image
 from harness.images.freshness import freshness_of
 from harness.images.imported import ArchiveError, archive_arches, import_archive
@@ -175,7 +176,7 @@ class ImageSupply:
         """A reference image's facts, as its registry describes it (its layers are not read)."""
         if spec.name not in self.records:
             record = ImageRecord(spec.name, spec.release, reference=spec.reference, source="reference")
-            record.builds, record.index_digest, record.facts_error = describe(spec.reference, spec.tls_verify)
+            record.builds, record.index_digest, record.facts_error = describe(spec.reference, spec.tls_verify, self.matrix.access_for(spec.reference))
             self.records[spec.name] = record
 
     def reference_digest(self, name: str, host_arch: str) -> str:
@@ -290,15 +291,28 @@ class ImageSupply:
         if not host.pulls():
             raise SupplyError(f"image {spec.name} is given by reference ({spec.reference}); host {host.name} takes images from archives, not from registries")
         self._record_reference(spec)
-        return self._pulled(host, spec.name, guest_reference(spec.reference, host.guest_gateway()), spec.tls_verify)
+        reference = guest_reference(spec.reference, host.guest_gateway())
+        return self._pulled(host, spec.name, reference, spec.tls_verify, self._access(spec.reference, reference))
 
-    def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool) -> DeliveryRecord:
+    def _access(self, reference: str, as_guest: str) -> PullAccess | None:
+        """A private registry's credentials (under the name the guest reaches it by) and CA."""
+        access = self.matrix.access_for(reference)
+        if access is None:
+            return None
+        try:
+            auth = access.auth_json(as_guest.partition("/")[0]) if access.auth_file else None
+            ca = access.ca_file.read_bytes() if access.ca_file else None
+        except (AuthFileError, OSError) as exc:
+            raise SupplyError(f"registry {access.host}: {exc}") from None
+        return PullAccess(auth, ca, str(access.auth_file or ""))
+
+    def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool, access: PullAccess | None = None) -> DeliveryRecord:
         """The host's engine pulls the image; a failure that is not the image's is tried again."""
         self.run.phase(host.name, "pulling", f"image {image_name}")
         wanted = ARCHES[host.arch].platform if host.arch in ARCHES else host.arch
         delays, earlier = list(self.pull_retry_delays), []
         while True:
-            pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify)
+            pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify, access=access)
             refused = not_portable(pull.stdout + pull.stderr, wanted) if pull.exit_code != 0 else ""
             if pull.exit_code == 0 or refused or not delays:
                 break

@@ -59,7 +59,7 @@ class StubHost(Host):
     def pulls(self) -> bool:
         return "pull" in self.script
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access=None) -> tuple[ExecRecord, str, str]:
         """Answers from script["pull"] in turn: an exit code, with "output" lines after it."""
         answers = self.script["pull"]
         code, output = answers.pop(0) if len(answers) > 1 else answers[0]

@@ -25,6 +25,7 @@ from harness.config.model import (
     ScenarioOptions,
     ScenarioSpec,
 )
+from harness.config.registries import AuthFileError, RegistryAccess
 
 
 # Where the harness's own vms/ and scenarios/ are (a source checkout, or an editable install of one),
@@ -254,6 +255,27 @@ def _images(entries: list[dict], loc: _Located, directory: Path) -> tuple[tuple[
     return tuple(images), problems
 
 
+def _registries(entries: list[dict], loc: _Located, directory: Path) -> tuple[tuple[RegistryAccess, ...], list[str]]:
+    """Private registries' credentials and CAs; an auth file is REGISTRY_AUTH_FILE's where the
+    entry names none, as podman and skopeo do. Each file must exist, and the auth file must hold
+    credentials for that registry, or the matrix says so now rather than a pull later."""
+    problems, found = [], []
+    for index, entry in enumerate(entries):
+        auth = entry.get("auth_file") or os.environ.get("REGISTRY_AUTH_FILE")
+        access = RegistryAccess(entry["host"], (directory / os.path.expanduser(auth)).resolve() if auth else None,
+                                (directory / os.path.expanduser(entry["ca_file"])).resolve() if "ca_file" in entry else None)
+        for key, path in (("auth_file", access.auth_file), ("ca_file", access.ca_file)):
+            if path is not None and not path.is_file():
+                problems.append(loc.problem(["registries", index, key] if key in entry else ["registries", index], f"registry {access.host}: {key} {path} is not a file"))
+        if access.auth_file is not None and access.auth_file.is_file():
+            try:
+                access.credentials()
+            except AuthFileError as exc:
+                problems.append(loc.problem(["registries", index], f"registry {access.host}: {exc}"))
+        found.append(access)
+    return tuple(found), problems
+
+
 def _unmatched(data: dict, loc: _Located, hosts, images, scenarios) -> tuple[str, ...]:
     """A known issue, include or exclude whose pattern matches no cell of the matrix: most likely a
     typo, which would silently change nothing (a warning, not an error: a matrix may be cut down)."""
@@ -296,6 +318,8 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         vms_dir = HARNESS_HOME / "vms"  # the harness's own recipes and guest files
     if not (vms_dir / "domain.xml").is_file():
         problems.append(loc.problem(["vms"] if "vms" in data else [], f"no domain template {_display_name(vms_dir / 'domain.xml')}"))
+    registries, registry_problems = _registries(data.get("registries", ()), loc, base)
+    problems += registry_problems
     if problems:
         raise MatrixError(problems)
     known_issues = tuple(KnownIssue(_pattern(k), k["bug"], k.get("note", "")) for k in data.get("known_issues", ()))
@@ -317,4 +341,5 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
         delivery=data.get("delivery", "registry"),
         registry_port=data.get("registry_port", 8008),
         hypervisors=hypervisors or (LOCAL_HYPERVISOR,),
+        registries=registries,
     )

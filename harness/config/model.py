@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from harness.config.registries import RegistryAccess
+
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -245,6 +247,12 @@ class Matrix:
     registry_port: int = 8008  # where the run's registry listens
     hypervisors: tuple[HypervisorSpec, ...] = (LOCAL_HYPERVISOR,)
     warnings: tuple[str, ...] = ()  # file:line: warning: ... (a pattern that matches nothing)
+    registries: tuple[RegistryAccess, ...] = ()  # private registries' credentials and CAs
+
+    def access_for(self, reference: str) -> RegistryAccess | None:
+        """How to reach the registry a reference names, if the matrix says anything of it."""
+        host = reference.partition("/")[0]
+        return next((r for r in self.registries if r.host == host), None)
 
     def vm_arches(self) -> list[str]:
         """The architectures of the VM hosts: what every image is built and published for."""

@@ -18,8 +18,13 @@ class Docker(Podman):
     def _systemd(self, options: ScenarioOptions) -> list[str]:
         return []  # docker has no --systemd: a scenario that wants systemd runs as docker's defaults allow
 
-    def pull(self, reference: str, tls_verify: bool = False) -> list[str]:
-        return ["docker", "pull", reference]  # the harness's registry is in daemon.json's insecure-registries
+    certs_dir: str = "/etc/docker/certs.d"  # the daemon reads it at each pull
+    auth_name: str = "config.json"
+
+    def pull(self, reference: str, tls_verify: bool = False, auth_dir: str | None = None) -> list[str]:
+        # The harness's registry is in daemon.json's insecure-registries; the CLI sends the
+        # credentials of the config directory it is given to the daemon for this pull.
+        return [*(["env", f"DOCKER_CONFIG={auth_dir}"] if auth_dir else []), "docker", "pull", reference]
 
     def remove(self, name: str) -> list[str]:
         return ["docker", "rm", "--force", name]

@@ -33,9 +33,16 @@ class Podman:
     def load(self, archive: str) -> list[str]:
         return [self.binary, "load", "--input", archive]
 
-    def pull(self, reference: str, tls_verify: bool = False) -> list[str]:
-        """tls_verify: False for the harness's registry, which speaks plain HTTP as a lab's may."""
-        return [self.binary, "pull", f"--tls-verify={str(tls_verify).lower()}", reference]
+    # Where the engine looks for a registry's CA (a directory per host:port, with ca.crt), and the
+    # name its credentials file must have in the directory a pull is given.
+    certs_dir: str = "/etc/containers/certs.d"
+    auth_name: str = "auth.json"
+
+    def pull(self, reference: str, tls_verify: bool = False, auth_dir: str | None = None) -> list[str]:
+        """tls_verify: False for the harness's registry, which speaks plain HTTP as a lab's may;
+        auth_dir: where this pull's credentials file is."""
+        auth = ["--authfile", f"{auth_dir}/{self.auth_name}"] if auth_dir else []
+        return [self.binary, "pull", f"--tls-verify={str(tls_verify).lower()}", *auth, reference]
 
     def platform(self, reference: str) -> list[str]:
         """Prints "ID OS/ARCH" of a pulled image."""

@@ -23,7 +23,7 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, PullAccess, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
@@ -205,8 +205,18 @@ class LibvirtHost(Host):
     def pulls(self) -> bool:
         return True
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
-        pull = self.run(self.engine.pull(reference, tls_verify), timeout)
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None) -> tuple[ExecRecord, str, str]:
+        registry = reference.partition("/")[0]
+        if access and access.ca_pem:
+            self.run(["sh", "-c", 'mkdir -p "$1" && cat > "$1/ca.crt"', "ca", f"{self.engine.certs_dir}/{registry}"], 60 * self.time_scale, access.ca_pem)
+        auth_dir = f"/run/harness-auth/{uuid.uuid4().hex[:12]}" if access and access.auth_json else None
+        if auth_dir:
+            self.run(["sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$1/$2"', "auth", auth_dir, self.engine.auth_name], 60 * self.time_scale, access.auth_json)
+        try:
+            pull = self.run(self.engine.pull(reference, tls_verify, auth_dir), timeout)
+        finally:
+            if auth_dir:  # the credentials stay on the host for this pull only
+                self.run(["rm", "-rf", auth_dir], 60 * self.time_scale)
         if pull.exit_code != 0:
             return pull, "", ""
         inspect = self.run(self.engine.platform(reference), timeout=60 * self.time_scale)

@@ -8,6 +8,7 @@ unlike a plain shell guest, its operations are the engine's: load an image, run 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from harness.config.model import HostSpec, ScenarioSpec
 from harness.images.build import ImageBuild
@@ -28,6 +29,16 @@ _NEEDS = (
     'run=$1; shift; m=; for c; do command -v "$c" >/dev/null 2>&1 || m="$m $c"; done; '
     f'[ -z "$m" ] || {{ echo "{_LACKS}$m"; exit {NOT_APPLICABLE}; }}; exec "$run"'
 )
+
+
+@dataclass(frozen=True)
+class PullAccess:
+    """What one pull from a private registry needs on the host: an auth file holding only that
+    registry's credentials (under the name the host reaches it by), and its CA certificate."""
+
+    auth_json: bytes | None = None
+    ca_pem: bytes | None = None
+    auth_file: str = ""  # where the matrix's credentials came from: what logs may name
 
 
 def missing_from(check: ExecRecord) -> set[str] | None:
@@ -111,8 +122,9 @@ class Host(ABC):
         """This machine's address as the host's guests reach it (where the harness's registry is)."""
         return GUEST_GATEWAY
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False) -> tuple[ExecRecord, str, str]:
-        """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected)."""
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None) -> tuple[ExecRecord, str, str]:
+        """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected).
+        access: a private registry's credentials and CA, given to the engine for this pull only."""
         raise HostError(f"host {self.name} does not pull images")
 
     @abstractmethod

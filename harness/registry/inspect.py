@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from harness.config.model import debian_arch
+from harness.config.registries import RegistryAccess
 from harness.registry.push import MEDIA_INDEX, MEDIA_MANIFEST, RegistryClient
 from harness.registry.server import RegistryError
 from harness.results.model import ImageBuildRecord
@@ -27,11 +28,12 @@ def split_reference(reference: str) -> tuple[str, str, str]:
     return registry, repo, ref
 
 
-def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildRecord], str, str]:
+def describe(reference: str, tls_verify: bool, access: RegistryAccess | None = None) -> tuple[dict[str, ImageBuildRecord], str, str]:
     """(builds by Debian architecture, digest of what the reference names, why they could not be
-    read: "" when they were; a registry that wants a token says so here)."""
+    read: "" when they were; refused credentials say so here). `access`: the matrix's credentials
+    and CA for that registry."""
     registry, repo, ref = split_reference(reference)
-    client = RegistryClient(f"{'https' if tls_verify else 'http'}://{registry}")
+    client = RegistryClient(f"{'https' if tls_verify else 'http'}://{registry}", access=access)
     try:
         body, digest = client.manifest(repo, ref, _ACCEPT)
         top = json.loads(body)
@@ -60,8 +62,8 @@ def describe(reference: str, tls_verify: bool) -> tuple[dict[str, ImageBuildReco
         return builds, digest, ""
     except RegistryError as exc:
         said = str(exc)
-        if " gave 401" in said:
-            said += " (the registry wants credentials; the harness reads anonymously)"
+        if " gave 401" in said and access is None:
+            said += " (the registry wants credentials: give them in the matrix's registries:)"
         return {}, "", said
     except (ValueError, KeyError) as exc:
         return {}, "", f"{reference}: the registry's answer is not an image manifest or index ({type(exc).__name__}: {exc})"

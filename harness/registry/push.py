@@ -3,19 +3,27 @@ per-architecture images of one name together in an OCI image index (a multi-arch
 
 Only the standard library: blobs are uploaded monolithically (POST, then PUT with the digest),
 skipped when the registry has them already, and streamed from the archive without unpacking it.
+A private registry (harness/config/registries.py) is reached with its CA and answered in the two
+ways registries challenge: Basic (credentials sent as they are) and Bearer (a token fetched from
+the realm the challenge names, for the scope it names, with the credentials if there are any).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import ssl
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import ARCHES
+from harness.config.registries import AuthFileError, RegistryAccess
 from harness.images.oci import blob_name
 from harness.registry.server import RegistryError
 
@@ -40,24 +48,64 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
 
 class RegistryClient:
-    def __init__(self, url: str, retry_delays: tuple[float, ...] = RETRY_DELAYS):
+    def __init__(self, url: str, retry_delays: tuple[float, ...] = RETRY_DELAYS, access: RegistryAccess | None = None):
         self.url = url.rstrip("/")
         self.retry_delays = retry_delays
+        self.access = access
+        self._context = ssl.create_default_context(cafile=str(access.ca_file)) if access and access.ca_file else None
+        self._authorization = ""  # the last challenge's answer, sent until a challenge asks again
+
+    def _open(self, request: urllib.request.Request):
+        return urllib.request.urlopen(request, timeout=600, context=self._context)
+
+    def _answer(self, challenge: str) -> str:
+        """The Authorization header that answers a 401's WWW-Authenticate: "" when there is nothing
+        to answer with (no credentials for Basic, or a scheme the harness does not speak)."""
+        scheme, _, params = challenge.partition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        try:
+            creds = self.access.credentials() if self.access else None
+        except AuthFileError as exc:
+            raise RegistryError(f"registry {self.url}: {exc}") from None
+        basic = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode() if creds else ""
+        if scheme.lower() == "basic":
+            return basic
+        if scheme.lower() == "bearer" and "realm" in fields:
+            query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+            request = urllib.request.Request(f"{fields['realm']}?{query}", headers={"Authorization": basic} if basic else {})
+            try:
+                with self._open(request) as reply:
+                    token = json.loads(reply.read())
+            except urllib.error.HTTPError as exc:
+                raise RegistryError(f"registry {self.url}: its token service {fields['realm']} gave {exc.code}: {exc.read()[:300].decode(errors='replace')}") from None
+            except (OSError, ValueError) as exc:
+                raise RegistryError(f"registry {self.url}: its token service {fields['realm']} cannot be used: {exc}") from None
+            return "Bearer " + (token.get("token") or token.get("access_token", ""))
+        return ""
 
     def _request(self, method: str, path: str, data=None, headers: dict | None = None) -> urllib.request.addinfourl:
         """One request; a 5xx or an unanswered one is tried again with backoff when its body can be
-        sent again (not a stream already read); a 4xx is final."""
+        sent again (not a stream already read); a 401 is answered once (see _answer); another 4xx
+        is final."""
         url = path if path.startswith("http") else f"{self.url}{path}"
         repeatable = data is None or isinstance(data, bytes)
         delays = list(self.retry_delays) if repeatable else []
+        challenged = False
         while True:
-            request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+            sent = {**(headers or {}), **({"Authorization": self._authorization} if self._authorization else {})}
+            request = urllib.request.Request(url, data=data, method=method, headers=sent)
             try:
-                return urllib.request.urlopen(request, timeout=600)
+                return self._open(request)
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:500].decode(errors="replace")
+                if exc.code == 401 and not challenged and repeatable:
+                    challenged = True
+                    if answer := self._answer(exc.headers.get("WWW-Authenticate", "")):
+                        self._authorization = answer
+                        continue
                 if exc.code < 500 or not delays:
-                    raise RegistryError(f"registry {self.url}: {method} {path.split('?')[0]} gave {exc.code}: {detail}") from None
+                    refused = f" (the credentials from {self.access.auth_file} were refused)" if exc.code == 401 and self._authorization and self.access and self.access.auth_file else ""
+                    raise RegistryError(f"registry {self.url}: {method} {path.split('?')[0]} gave {exc.code}{refused}: {detail}") from None
             except OSError as exc:
                 if not delays:
                     raise RegistryError(f"registry {self.url} cannot be reached: {exc}") from None
