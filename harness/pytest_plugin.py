@@ -39,6 +39,7 @@ from harness.hosts.provider import Host, HostError
 from harness.progress import ProgressLog, ProgressPrinter
 from harness.registry.server import RegistryError, RegistryServer
 from harness.report.history import load_runs, since_last_good
+from harness.report.junit import CELL_PROPERTY, annotate
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, Verdict, now
@@ -47,7 +48,6 @@ from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
 from harness.supportability import classify, is_supported
 
-CELL_PROPERTY = "harness_cell"
 HOST_PROPERTY = "harness_host"
 DELIVERY_PROPERTY = "harness_delivery"
 IMAGE_PROPERTY = "harness_image"
@@ -590,6 +590,8 @@ class ResultsRecorder:
         if self.config.option.history:
             self.results.history = since_last_good(load_runs(Path(self.config.option.history)), self.results)
         self._save()
+        if xmlpath := self.config.option.xmlpath:  # junitxml has written it (this hook runs last)
+            annotate(Path(xmlpath), self.results.verdicts)
         html = render_report(self.results, self.reports)
         if terminal is not None:
             kept = f" (the previous run's: {self.kept})" if self.kept else ""

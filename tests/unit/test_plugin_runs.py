@@ -186,6 +186,12 @@ def test_failing_cells_are_blamed_after_their_hosts_last_cell(pytester, matrix, 
     assert (verdict["layer"], verdict["summary"], verdict["confirmed"]) == ("seccomp", "seccomp: passes with seccomp=unconfined", True)
     html = (tmp_path / "reports" / "matrix.html").read_text()
     assert "seccomp: passes with seccomp=unconfined" in html and 'id="why"' in html
+    import xml.etree.ElementTree as ET
+
+    blamed = {f"{c.get('classname')[-2:]}/{c.get('name')}": [p.get("value") for p in c.iter("property") if p.get("name") == "harness_blame"]
+              for c in ET.parse(tmp_path / "reports" / "junit.xml").getroot().iter("testcase")}
+    assert blamed == {"h1/img/ok": [], "h1/img/ok-fails": ["seccomp: passes with seccomp=unconfined (confirmed)"],
+                      "h2/img/ok": [], "h2/img/ok-fails": ["seccomp: passes with seccomp=unconfined (confirmed)"]}, blamed
     _, none = run(pytester, matrix, tmp_path / "again", "--no-blame")
     assert none["verdicts"] == {}
 
