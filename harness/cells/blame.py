@@ -4,7 +4,7 @@ the decisive runs.
 
 The experiments here change the container's layers on the same host: nothing (a rerun, to tell a
 flake), the seccomp profile (unconfined), the LSM's confinement (AppArmor unconfined, SELinux
-label=disable), the OCI runtime (crun <-> runc, where the host has both). Failures that look the
+label=disable), the OCI runtime (crun <-> runc, where the host has both: every podman host). Failures that look the
 same (one scenario failing the same way on many images or hosts) are blamed once, and the verdict
 lists every cell it covers: also across a run's xdist workers, which claim a failure pattern in the
 run's directory; a worker whose pattern another claimed waits for that verdict instead of repeating

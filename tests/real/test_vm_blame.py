@@ -54,6 +54,10 @@ def test_a_failure_only_the_default_seccomp_profile_causes_is_blamed_on_seccomp(
     assert (found["layer"], found["summary"], found["confirmed"]) == ("seccomp", "seccomp: passes with seccomp=unconfined", True), found
     swapped = [e for e in found["experiments"] if e["swap"] == "seccomp=unconfined"]
     assert swapped and all("--security-opt" in e["command"] and "seccomp=unconfined" in e["command"] for e in swapped)
+    # The host has both runtimes: the other one ran the cell, and failed the same way (runc applies
+    # the same seccomp profile), not for want of a runtime.
+    (runc,) = [e for e in found["experiments"] if e["swap"] == "runtime runc"]
+    assert runc["command"][runc["command"].index("--runtime") + 1] == "runc" and runc["exit_code"] == found["experiments"][0]["exit_code"], runc
 
 
 def test_a_mount_the_default_apparmor_profile_denies_is_blamed_on_the_lsm_with_its_denials(results):
