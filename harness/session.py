@@ -9,20 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from harness.cells.blame import BLAMED, Blamer
+from harness.cells.blame import BLAMED, Blamer, ImageVariants, image_variants
 from harness.cells.cache import ResultCache, cell_key
 from harness.cells.runner import CellRunner, CellSettings
-from harness.config.model import HypervisorSpec, Matrix
+from harness.config.model import HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.context import RunContext
 from harness.hosts.fleet import Fleet
 from harness.hosts.hypervisors import needs_open_registry
 from harness.hosts.kinds import DRIVERS
 from harness.images.build import build_image
 from harness.registry.server import RegistryServer, registry_root
-from harness.config.model import ScenarioSpec
 from harness.hosts.provider import Host, HostError
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, Verdict
-from harness.supply import ImageSupply
+from harness.supply import ImageSupply, SupplyError
 
 
 def run_registry(matrix: Matrix, cache_root: Path, pool: tuple[HypervisorSpec, ...]) -> RegistryServer | None:
@@ -62,6 +61,16 @@ class RunSession:
         # Every judged cell is kept in the result cache, so a later --reuse run can take it.
         self.runner = CellRunner(ResultCache(self.run.cache_root))
         self.fleet.on_move += [self.supply.forget, self.runner.forget]
+        if self.blamer is not None and self.blamer.variants is None:
+            self.blamer.variants = ImageVariants(lambda host, image: image_variants(self.matrix, host, image), self._deliver_variant)
+
+    def _deliver_variant(self, host: Host, spec: ImageSpec) -> DeliveryRecord | str:
+        """A blame experiment's other image on the host, or why it could not be had."""
+        try:
+            delivery = self.supply.deliver_variant(host, spec)
+        except SupplyError as exc:
+            return str(exc)
+        return delivery if delivery.ok else f"image {spec.name} could not be delivered: {delivery.output.strip()[-500:]}"
 
     def select(self, cells: list[tuple[str, str, str]]) -> None:
         """The cells this process will run: which images each host needs, and how many cells."""

@@ -276,6 +276,27 @@ class ImageSupply:
                 self.deliveries[key] = self._load(host, image_name)
         return self.deliveries[key]
 
+    def deliver_variant(self, host: Host, spec: ImageSpec) -> DeliveryRecord:
+        """An image that is not the matrix's (a blame experiment's: the host release's own base
+        image, the failing image built from a neighbouring release), built for the host and
+        delivered the way its own are; its facts stay out of the run's images."""
+        key = (host.name, spec.name)
+        if key not in self.deliveries:
+            try:
+                build = self._build(spec, host.arch)
+            except (BuildError, OSError) as exc:
+                raise SupplyError(f"image {spec.name} for {host.arch}: {exc}") from None
+            if self._pulls(host) and self.run.registry is not None:
+                try:
+                    published = publish(self.run.registry, spec.name, {host.arch: build}, index=False)
+                except RegistryError as exc:
+                    raise SupplyError(f"image {spec.name}: {exc}") from None
+                self.deliveries[key] = self._pulled(host, spec.name, published.reference(guest_registry(self.run.registry, host.guest_gateway())), tls_verify=False)
+            else:
+                load = host.load_image(build, host.delivery_timeout)
+                self.deliveries[key] = self._record(host, spec.name, load, build.image_id, ARCHES[build.arch].platform, DeliveryMethod.LOAD)
+        return self.deliveries[key]
+
     def forget(self, host_name: str) -> None:
         """The host starts again (elsewhere): what was delivered to it is gone."""
         for key in [k for k in self.deliveries if k[0] == host_name]:

@@ -4,6 +4,8 @@ harness.session.Parts (in a pytest plugin: the PARTS_KEY stash key), never by mo
 
 from __future__ import annotations
 
+import inspect
+
 from pathlib import Path
 from typing import Callable
 
@@ -44,8 +46,8 @@ class StubHost(Host):
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         answers = self.script.get(scenario.name)
-        if callable(answers):  # answers by what the container runs with (a blame experiment's swap)
-            answers = [answers(scenario)]
+        if callable(answers):  # answers by what the container runs with (a blame experiment's swap), or in which image
+            answers = [answers(scenario, image_id) if len(inspect.signature(answers).parameters) == 2 else answers(scenario)]
         if not answers:
             return self._ok(["stub", "run", image_id, scenario.name], 1 if scenario.name.endswith("-fails") else 0)
         answer = answers.pop(0) if len(answers) > 1 else answers[0]

@@ -19,10 +19,11 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from harness.cache import digest_of
 from harness.cells.verdict import judge
-from harness.config.model import ScenarioSpec
+from harness.config.model import ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.provider import Host
 from harness.results.model import CellResult, DeliveryRecord, ExecRecord, Experiment, Layer, Outcome, Verdict
 
@@ -42,6 +43,7 @@ class Swap:
     runtime: str | None = None
 
     def apply(self, scenario: ScenarioSpec) -> ScenarioSpec:
+        """The scenario as the swap runs it (an image swap changes the delivery, not the scenario)."""
         options = replace(scenario.options, security_opt=scenario.options.security_opt + self.security_opt, runtime=self.runtime or scenario.options.runtime)
         return replace(scenario, options=options)
 
@@ -88,6 +90,34 @@ def signature(cell: CellResult) -> tuple:
 
 
 @dataclass(frozen=True)
+class ImageVariants:
+    """Other images for a failing cell's scenario on the same host: `images` names them (what the
+    report calls each, and its recipe), `deliver` gets one into the host's engine (a record, or
+    why it could not)."""
+
+    images: Callable[[Host, str], list[tuple[str, ImageSpec]]]
+    deliver: Callable[[Host, ImageSpec], "DeliveryRecord | str"]
+
+
+def image_variants(matrix: Matrix, host: Host, image_name: str) -> list[tuple[str, ImageSpec]]:
+    """For a built image: itself built from the host's release, then from its own release's
+    neighbours; for any image, the host release's own base image (minbase)."""
+    spec, release = matrix.image(image_name), getattr(host.spec, "release", "")
+    order = matrix.policy.release_order
+    found: list[tuple[str, ImageSpec]] = []
+    if spec.release and not (spec.reference or spec.archive or spec.base):
+        at = order.index(spec.release) if spec.release in order else -1
+        neighbours = [order[i] for i in (at - 1, at + 1) if at >= 0 and 0 <= i < len(order)]
+        for other in dict.fromkeys([release, *neighbours]):
+            if other and other != spec.release:
+                whose = "the host's release" if other == release else "a neighbouring release"
+                found.append((f"{spec.name} built from {other} ({whose})", replace(spec, name=f"harness-variant-{spec.name}-{other}", release=other, arches=())))
+    if release in order and not (spec.release == release and not (spec.reference or spec.archive or spec.base)):
+        found.append((f"{release}'s own base image", ImageSpec(f"harness-variant-base-{release}", release, (), ("/bin/bash",))))
+    return found
+
+
+@dataclass(frozen=True)
 class _Claim:
     path: Path
     owned: bool  # this worker runs the experiments; otherwise it waits for the verdict
@@ -101,6 +131,7 @@ class Blamer:
     spent: int = 0
     verdicts: dict[tuple, list[Verdict]] = field(default_factory=dict)  # by signature: one per set of hosts it holds on
     shared: Path | None = None  # where the run's workers claim failure patterns (None: this process alone)
+    variants: "ImageVariants | None" = None  # other images to run a failure in (None: no image swaps)
 
     def covered(self, cell: CellResult, swaps: list[Swap]) -> Verdict | None:
         """The verdict of an earlier failure that looked the same, now covering this cell too, if
@@ -153,7 +184,30 @@ class Blamer:
         verdict = self._verdict(failed, [rerun, *tried], fixes)
         if len(fixes) == 1:
             verdict = self._confirm(host, delivery, scenario, fixes[0][0], timeout, verdict)
+        elif not fixes and self.variants is not None:
+            verdict = self._image_swaps(host, delivery, scenario, failed, timeout, verdict)
         return verdict
+
+    def _image_swaps(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult, timeout: float, verdict: Verdict) -> Verdict:
+        """No container swap helped: the same scenario in other images on the same host (the
+        failing image built from the host's release and its neighbours, the host release's own
+        base image), most telling first, until one passes; that one is then confirmed."""
+        tried = []
+        for what, spec in self.variants.images(host, failed.image):
+            if self.spent + 1 > self.budget:
+                break
+            other = self.variants.deliver(host, spec)
+            if isinstance(other, str):  # it could not be built or delivered: say so, go on
+                tried.append(Experiment(Layer.IMAGE_CONTENT, f"image {what}", [], Outcome.ERROR, None, 0.0, other[-1500:]))
+                continue
+            swap = Swap(Layer.IMAGE_CONTENT, f"image {what}")
+            tried.append(self._experiment(host, other, scenario, swap, timeout))
+            if tried[-1].outcome.passed:
+                found = replace(verdict, layer=Layer.IMAGE_CONTENT, summary=f"image: passes in {what}", experiments=[*verdict.experiments, *tried])
+                return self._confirm(host, delivery, scenario, swap, timeout, found, other)
+        if not tried:
+            return verdict
+        return replace(verdict, summary=f"{verdict.summary}, and fails in {', '.join(e.swap.removeprefix('image ') for e in tried)} too", experiments=[*verdict.experiments, *tried])
 
     def _claim(self, failed: CellResult) -> "_Claim | None":
         """Claim the failure's pattern for this worker, unless another worker of the run has."""
@@ -206,10 +260,11 @@ class Blamer:
         swap = fixes[0][0]
         return Verdict(swap.layer, f"{swap.layer}: passes with {swap.what}", [failed.key], experiments)
 
-    def _confirm(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, swap: Swap, timeout: float, verdict: Verdict) -> Verdict:
-        """Repeat the decisive runs: unchanged it must fail again, with the swap pass again."""
+    def _confirm(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, swap: Swap, timeout: float, verdict: Verdict, swapped_image: DeliveryRecord | None = None) -> Verdict:
+        """Repeat the decisive runs: unchanged it must fail again, with the swap (or in the other
+        image) pass again."""
         again = [self._experiment(host, delivery, scenario, UNCHANGED, timeout) for _ in range(CONFIRM_RUNS)]
-        swapped = [self._experiment(host, delivery, scenario, swap, timeout) for _ in range(CONFIRM_RUNS)]
+        swapped = [self._experiment(host, swapped_image or delivery, scenario, swap, timeout) for _ in range(CONFIRM_RUNS)]
         held = all(not e.outcome.passed for e in again) and all(e.outcome.passed for e in swapped)
         how = f"run again unchanged: {', '.join(e.outcome for e in again)}; with {swap.what}: {', '.join(e.outcome for e in swapped)}"
         return replace(verdict, experiments=[*verdict.experiments, *again, *swapped], confirmed=held, confirmation=("confirmed: " if held else "NOT confirmed: ") + how)

@@ -356,6 +356,7 @@ class Layer(StrEnum):
     RELEASE = "host release"
     INTERACTION = "interaction"  # more than one single swap turns it into a pass
     IMAGE = "the image or the scenario"  # no swap does
+    IMAGE_CONTENT = "image"  # the same scenario passes in another image on the same host
     UNCHANGED = "unchanged"  # an experiment's layer: the cell run again as it was
 
 

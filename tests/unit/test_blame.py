@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.cells.blame import Blamer
 from harness.config.kinds.vm import VmHostSpec
-from harness.config.model import Machine, ScenarioSpec
+from harness.config.model import ImageSpec, Machine, ScenarioSpec
 from harness.results.model import CellResult, DeliveryRecord, Layer, Outcome
 from tests.stub_host import StubHost
 
@@ -129,3 +129,56 @@ def test_a_verdict_is_shared_only_with_hosts_where_its_swap_can_be_made():
     blame(lambda _s: 1, everywhere, failed(stderr="broken"))
     shared = everywhere.blame(StubHost(selinux, {"s": lambda _s: 1}), DELIVERY, SCENARIO, failed(host="h2", stderr="broken"))
     assert shared.layer == Layer.IMAGE and shared.cells == ["h1/img/s", "h2/img/s"] and everywhere.spent == 4
+
+
+def test_when_no_container_swap_helps_the_scenario_runs_in_other_images_until_one_passes():
+    from harness.cells.blame import ImageVariants
+
+    delivered: list[str] = []
+
+    def deliver(host, spec):
+        delivered.append(spec.name)
+        if spec.name.endswith("trixie"):
+            return "image harness-variant-img-trixie for amd64: trixie is not in the archive"
+        return DeliveryRecord("h1", spec.name, f"sha256:{spec.name}", True, 1.0, ["stub", "pull"])
+
+    variants = [("img built from trixie (a neighbouring release)", ImageSpec("harness-variant-img-trixie", "trixie", (), ("/bin/sh",))),
+                ("img built from bookworm (the host's release)", ImageSpec("harness-variant-img-bookworm", "bookworm", (), ("/bin/sh",))),
+                ("bookworm's own base image", ImageSpec("harness-variant-base-bookworm", "bookworm", (), ("/bin/sh",)))]
+    blamer = Blamer(variants=ImageVariants(lambda _host, _image: variants, deliver))
+    verdict, _ = blame(lambda _scenario, image_id: 0 if image_id == "sha256:harness-variant-img-bookworm" else 1, blamer)
+    assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.IMAGE_CONTENT, "image: passes in img built from bookworm (the host's release)", True)
+    assert delivered == ["harness-variant-img-trixie", "harness-variant-img-bookworm"]  # it stopped at the first pass
+    errored = [e for e in verdict.experiments if e.outcome == Outcome.ERROR]
+    assert len(errored) == 1 and "not in the archive" in errored[0].evidence
+    nowhere = Blamer(variants=ImageVariants(lambda _host, _image: variants[1:], deliver)).blame(StubHost(SPEC, {"s": lambda _s: 1}), DELIVERY, SCENARIO, failed())
+    assert nowhere.layer == Layer.IMAGE and nowhere.summary.endswith("and fails in img built from bookworm (the host's release), bookworm's own base image too"), nowhere.summary
+
+
+def test_which_other_images_a_failing_cell_is_tried_in(repo_root, tmp_path):
+    from harness.cells.blame import image_variants
+    from harness.config.load import load_matrix
+    from tests.conftest import write_matrix
+
+    (tmp_path / "scenarios").symlink_to(repo_root / "scenarios")
+    matrix = load_matrix(write_matrix(tmp_path, """
+version: 1
+hosts:
+  - {name: h1, release: bookworm, arch: amd64, engine: podman}
+images:
+  - {name: old, release: bullseye, packages: [passwd]}
+  - {name: same, release: bookworm}
+  - {name: app, base: same, packages: [python3]}
+  - {name: vendor, reference: "r.example/v:1"}
+scenarios: [useradd]
+"""))
+    host = StubHost(matrix.host("h1"), {})
+    named = {image: [what for what, _ in image_variants(matrix, host, image)] for image in ("old", "same", "app", "vendor")}
+    assert named == {
+        "old": ["old built from bookworm (the host's release)", "bookworm's own base image"],
+        "same": ["same built from bullseye (a neighbouring release)", "same built from trixie (a neighbouring release)"],
+        "app": ["bookworm's own base image"],
+        "vendor": ["bookworm's own base image"],
+    }
+    (_, old_on_bookworm), _ = image_variants(matrix, host, "old")
+    assert (old_on_bookworm.release, old_on_bookworm.packages) == ("bookworm", ("passwd",))
