@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from harness.cells.blame import BLAMED, Blamer, ImageVariants, image_variants
+from harness.cells.blame import BLAMED, Blamer, HostVariants, ImageVariants, image_variants
+from harness.cells.siblings import variants_of
 from harness.cells.cache import ResultCache, cell_key
 from harness.cells.runner import CellRunner, CellSettings
-from harness.config.model import HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
+from harness.config.model import HostSpec, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.context import RunContext
 from harness.hosts.fleet import Fleet
 from harness.hosts.hypervisors import needs_open_registry
@@ -20,7 +21,7 @@ from harness.hosts.kinds import DRIVERS
 from harness.images.build import build_image
 from harness.registry.server import RegistryServer, registry_root
 from harness.hosts.provider import Host, HostError
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, Verdict
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, Layer, Verdict
 from harness.supply import ImageSupply, SupplyError
 
 
@@ -63,6 +64,16 @@ class RunSession:
         self.fleet.on_move += [self.supply.forget, self.runner.forget]
         if self.blamer is not None and self.blamer.variants is None:
             self.blamer.variants = ImageVariants(lambda host, image: image_variants(self.matrix, host, image), self._deliver_variant)
+        if self.blamer is not None and self.blamer.host_variants is None:
+            self.blamer.host_variants = HostVariants(lambda host: variants_of(self.matrix, host), self._start_variant, self._deliver_matrix_image, self.fleet.stop_variant)
+
+    def _deliver_matrix_image(self, host: Host, image: str) -> DeliveryRecord | str:
+        """The matrix's image on a variant host, or why it could not be had."""
+        try:
+            delivery = self.supply.deliver(host, image)
+        except SupplyError as exc:
+            return str(exc)
+        return delivery if delivery.ok else f"image {image} could not be delivered to {host.name}: {delivery.output.strip()[-500:]}"
 
     def _deliver_variant(self, host: Host, spec: ImageSpec) -> DeliveryRecord | str:
         """A blame experiment's other image on the host, or why it could not be had."""
@@ -112,7 +123,7 @@ class RunSession:
         """A cell of the host is finished. After its last one, its failures are blamed (the host
         still up, so the matrix's first results were not delayed), then the host is stopped.
         Returns the verdicts made or extended, to be recorded."""
-        verdicts = []
+        found: list[tuple[Verdict, CellResult, ScenarioSpec]] = []
         if self.fleet.last_cell(host):
             failures = self._failures.pop(host, [])
             for number, (running, delivery, scenario, result) in enumerate(failures, 1):
@@ -123,9 +134,19 @@ class RunSession:
                     self.run.phase(host, "blaming", f"stopped: {exc}")
                     break
                 if verdict is not None:
-                    verdicts.append(verdict)
-        self.fleet.cell_done(host)
+                    found.append((verdict, result, scenario))
+        self.fleet.cell_done(host)  # after its last cell: the host is stopped, its slot free
+        verdicts = []
+        for verdict, result, scenario in found:
+            if self.blamer is not None and verdict.layer == Layer.IMAGE:
+                self.run.phase(host, "blaming", f"{result.image}/{result.scenario} on variant hosts")
+                verdict = self.blamer.blame_hosts(verdict, host, result.image, scenario)
+            verdicts.append(verdict)
         return verdicts
+
+    def _start_variant(self, spec: HostSpec, image: str) -> Host:
+        self.supply.needed.setdefault(spec.name, set()).add(image)  # what it carries, if it loads archives
+        return self.fleet.variant(spec)
 
     def records(self, host: str, image: str) -> tuple[HostRecord, DeliveryRecord | None]:
         return self.fleet.record(host), self.supply.deliveries.get((host, image))

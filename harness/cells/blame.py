@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from harness.cache import digest_of
+from harness.cells.siblings import SETTINGS
 from harness.cells.verdict import judge
-from harness.config.model import ImageSpec, Matrix, ScenarioSpec
-from harness.hosts.provider import Host
+from harness.config.model import HostSpec, ImageSpec, Matrix, ScenarioSpec
+from harness.hosts.provider import Host, HostError
 from harness.results.model import CellResult, DeliveryRecord, ExecRecord, Experiment, Layer, Outcome, Verdict
 
 # Outcomes a blame is run for: the image's failures as judged, and the engine's refusals.
@@ -118,6 +119,22 @@ def image_variants(matrix: Matrix, host: Host, image_name: str) -> list[tuple[st
 
 
 @dataclass(frozen=True)
+class HostVariants:
+    """Hosts built like a failing cell's with one setting changed (cells/siblings.variants_of names
+    them): `start` boots one with the image's delivery in mind (HostError if it cannot), `deliver`
+    gets the image there (a record, or why not), `stop` tears it down."""
+
+    variants: Callable[[str], list[tuple[str, str, HostSpec]]]  # host name -> (setting, what changed, spec)
+    start: Callable[[HostSpec, str], Host]
+    deliver: Callable[[Host, str], "DeliveryRecord | str"]
+    stop: Callable[[Host], None]
+
+
+# Variant hosts booted per failure pattern at most: each is a VM, the costliest experiment.
+HOST_VARIANTS_PER_PATTERN = 2
+
+
+@dataclass(frozen=True)
 class _Claim:
     path: Path
     owned: bool  # this worker runs the experiments; otherwise it waits for the verdict
@@ -132,6 +149,7 @@ class Blamer:
     verdicts: dict[tuple, list[Verdict]] = field(default_factory=dict)  # by signature: one per set of hosts it holds on
     shared: Path | None = None  # where the run's workers claim failure patterns (None: this process alone)
     variants: "ImageVariants | None" = None  # other images to run a failure in (None: no image swaps)
+    host_variants: "HostVariants | None" = None  # hosts one setting apart (None: no host swaps)
 
     def covered(self, cell: CellResult, swaps: list[Swap]) -> Verdict | None:
         """The verdict of an earlier failure that looked the same, now covering this cell too, if
@@ -208,6 +226,43 @@ class Blamer:
         if not tried:
             return verdict
         return replace(verdict, summary=f"{verdict.summary}, and fails in {', '.join(e.swap.removeprefix('image ') for e in tried)} too", experiments=[*verdict.experiments, *tried])
+
+    def blame_hosts(self, verdict: Verdict, host: str, image: str, scenario: ScenarioSpec) -> Verdict:
+        """After the failing cell's host is stopped (its slot free again), a failure nothing on
+        that host explained runs on hosts built like it with one setting changed, where no sibling
+        of the matrix shows that setting, cheapest first, until one passes; that one is run again
+        to confirm (unchanged it already failed twice: the cell and its rerun)."""
+        if self.host_variants is None or verdict.layer != Layer.IMAGE or not verdict.cells[0].startswith(f"{host}/"):
+            return verdict
+        tried: list[Experiment] = []
+        for setting, what, spec in self.host_variants.variants(host)[:HOST_VARIANTS_PER_PATTERN]:
+            if self.spent + 2 > self.budget:
+                break
+            swap = Swap(SETTINGS[setting], f"{what} (a variant host)")
+            try:
+                variant = self.host_variants.start(spec, image)
+            except HostError as exc:
+                tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:]))
+                continue
+            try:
+                delivery = self.host_variants.deliver(variant, image)
+                if isinstance(delivery, str):
+                    tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, delivery[-1500:]))
+                    continue
+                tried.append(self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario)))
+                if tried[-1].outcome.passed:
+                    again = self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario))
+                    held = again.outcome.passed
+                    how = f"on the variant host again: {again.outcome}; unchanged it failed twice (the cell and its rerun)"
+                    return replace(verdict, layer=swap.layer, summary=f"{swap.layer}: passes on a variant host with {what}", experiments=[*verdict.experiments, *tried, again],
+                                   confirmed=held, confirmation=("confirmed: " if held else "NOT confirmed: ") + how)
+            except HostError as exc:
+                tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:]))
+            finally:
+                self.host_variants.stop(variant)
+        if not tried:
+            return verdict
+        return replace(verdict, summary=f"{verdict.summary}; on variant hosts too ({', '.join(e.swap for e in tried)})", experiments=[*verdict.experiments, *tried])
 
     def _claim(self, failed: CellResult) -> "_Claim | None":
         """Claim the failure's pattern for this worker, unless another worker of the run has."""

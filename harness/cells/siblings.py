@@ -40,6 +40,35 @@ def siblings(matrix: Matrix, host: str) -> list[tuple[str, str]]:
     return found
 
 
+def variants_of(matrix: Matrix, host: str) -> list[tuple[str, str, VmHostSpec]]:
+    """Hosts built like `host` with one setting changed, for the settings no sibling of the matrix
+    covers: (setting, what the report calls the change, the variant's spec). Cheapest first: those
+    that only boot differently (cgroup mode, CPU model) before those that need another disk (no
+    LSM, another release's kernel, the other engine)."""
+    spec = matrix.host(host)
+    if not isinstance(spec, VmHostSpec):
+        return []
+    covered = {setting for _, setting in siblings(matrix, host)}
+    order = matrix.policy.release_order
+    newer = order[order.index(spec.release) + 1] if spec.release in order[:-1] else ""
+    changes: list[tuple[str, object]] = [("cgroup", "v1" if spec.cgroup == "v2" else "v2")]
+    if spec.cpu:
+        changes.append(("cpu", None))
+    if spec.lsm != "none":
+        changes.append(("lsm", "none"))
+    if spec.kernel_release != spec.release or newer:
+        changes.append(("kernel_release", spec.release if spec.kernel_release != spec.release else newer))
+    changes.append(("engine", "docker" if spec.engine == "podman" else "podman"))
+    found = []
+    for setting, value in changes:
+        if setting in covered:
+            continue
+        field = "kernel" if setting == "kernel_release" else setting  # the other engine keeps the runtime
+        variant = replace(spec, name=f"{spec.name}--{setting.split('_')[0]}-{value or 'default'}", **{field: value})
+        found.append((setting, f"{SETTINGS[setting]} {value or 'default'} instead of {getattr(spec, setting) or 'default'}", variant))
+    return found
+
+
 def with_siblings(matrix: Matrix, results: RunResults, verdict: Verdict) -> Verdict:
     """The verdict with what the failing cell's siblings showed, and a host-level layer when the
     container swaps found none and one setting alone separates passing siblings."""

@@ -103,19 +103,7 @@ class Fleet:
     def _start(self, name: str) -> None:
         spec = self.matrix.host(name)
         try:
-            self.run.phase(name, "building", "host (or taking it from the cache)")
-            host = self.driver(spec.kind).provision(spec, lambda why: self.run.phase(name, "waiting", why))
-            self._hosts[name] = host
-            host.record.moved = "; ".join(self._moves.get(name, []))
-            self.run.phase(name, "building", "images (or taking them from the cache)")
-            probe, _ = self.build(PROBE_IMAGE, host.arch, self.matrix.mirror, BuildCache(self.run.cache_root, "images"))
-            images = self.carry(host)
-            self.run.phase(name, "booting")
-            host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios], self._plain_http(host))
-            self.run.phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
-            self._read_facts(host)
-            self._health_check(host, probe)
-            self._reaches_registry(host)
+            self._bring_up(spec, lambda host: self._hosts.__setitem__(name, host))
         except HypervisorLost:
             raise
         except OSError as exc:
@@ -124,7 +112,41 @@ class Fleet:
         except (HostError, BuildError) as exc:
             self.fail(name, str(exc))
             raise HostError(str(exc)) from None
-        self._keep_evidence(host)
+        self._keep_evidence(self._hosts[name])
+
+    def _bring_up(self, spec: HostSpec, provisioned: Callable[[Host], None]) -> Host:
+        """Provision, boot and check a host: facts, a trivial container, the way to the registry.
+        `provisioned` learns of it as soon as it exists, so that it is stopped whatever fails next."""
+        name = spec.name
+        self.run.phase(name, "building", "host (or taking it from the cache)")
+        host = self.driver(spec.kind).provision(spec, lambda why: self.run.phase(name, "waiting", why))
+        provisioned(host)
+        host.record.moved = "; ".join(self._moves.get(name, []))
+        self.run.phase(name, "building", "images (or taking them from the cache)")
+        probe, _ = self.build(PROBE_IMAGE, host.arch, self.matrix.mirror, BuildCache(self.run.cache_root, "images"))
+        images = self.carry(host)
+        self.run.phase(name, "booting")
+        host.start([probe, *images], [PROBE_SCENARIO, *self.matrix.scenarios], self._plain_http(host))
+        self.run.phase(name, "checking", f"facts and a trivial container (ready after {host.record.boot_seconds} s)")
+        self._read_facts(host)
+        self._health_check(host, probe)
+        self._reaches_registry(host)
+        return host
+
+    def variant(self, spec: HostSpec) -> Host:
+        """A host that is not the matrix's (a blame experiment's: a matrix host with one setting
+        changed), started like the others; the caller stops it (stop_variant). HostError if it
+        cannot be had; its record stays out of the run's hosts."""
+        started: list[Host] = []
+        try:
+            return self._bring_up(spec, started.append)
+        except (HostError, BuildError, OSError) as exc:
+            for host in started:
+                host.stop()
+            raise HostError(f"variant host {spec.name}: {os_problem(exc) if isinstance(exc, OSError) else exc}") from None
+
+    def stop_variant(self, host: Host) -> None:
+        host.stop()
 
     def _plain_http(self, host: Host) -> list[str]:
         """The registries the host's engine pulls from over plain HTTP (host:port, as its guests

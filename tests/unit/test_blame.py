@@ -182,3 +182,48 @@ scenarios: [useradd]
     }
     (_, old_on_bookworm), _ = image_variants(matrix, host, "old")
     assert (old_on_bookworm.release, old_on_bookworm.packages) == ("bookworm", ("passwd",))
+
+
+def test_hosts_one_setting_apart_are_proposed_only_where_the_matrix_has_no_sibling(repo_root, tmp_path):
+    from harness.cells.siblings import variants_of
+    from harness.config.load import load_matrix
+    from tests.conftest import write_matrix
+
+    (tmp_path / "scenarios").symlink_to(repo_root / "scenarios")
+    matrix = load_matrix(write_matrix(tmp_path, """
+version: 1
+hosts:
+  - {name: plain, release: bookworm, arch: amd64, engine: podman}
+  - {name: plain-docker, release: bookworm, arch: amd64, engine: docker, runtime: crun}
+images: [{name: img, release: bookworm}]
+scenarios: [useradd]
+"""))
+    found = [(setting, what, (v.name, v.cgroup, v.lsm, v.kernel_release, v.engine)) for setting, what, v in variants_of(matrix, "plain")]
+    assert found == [
+        ("cgroup", "cgroup mode v1 instead of v2", ("plain--cgroup-v1", "v1", "apparmor", "bookworm", "podman")),
+        ("lsm", "LSM none instead of apparmor", ("plain--lsm-none", "v2", "none", "bookworm", "podman")),
+        ("kernel_release", "kernel trixie instead of bookworm", ("plain--kernel-trixie", "v2", "apparmor", "trixie", "podman")),
+    ]  # no engine variant: plain-docker is that sibling
+
+
+def test_a_failure_no_swap_on_its_host_explains_is_run_on_variant_hosts_after_it():
+    from harness.cells.blame import HostVariants
+
+    spec_v1 = VmHostSpec("h1--cgroup-v1", Machine(), release="bookworm", arch="amd64", engine="podman", runtime="crun", lsm="apparmor", cgroup="v1")
+    spec_nolsm = VmHostSpec("h1--lsm-none", Machine(), release="bookworm", arch="amd64", engine="podman", runtime="crun", lsm="none")
+    started, stopped = [], []
+
+    def start(spec, image):
+        started.append((spec.name, image))
+        return StubHost(spec, {"s": lambda _s: 0 if spec.cgroup == "v1" else 1})
+
+    variants = HostVariants(lambda _host: [("lsm", "LSM none instead of apparmor", spec_nolsm), ("cgroup", "cgroup mode v1 instead of v2", spec_v1)],
+                            start, lambda _host, _image: DELIVERY, lambda host: stopped.append(host.name))
+    blamer = Blamer(host_variants=variants)
+    verdict, _ = blame(lambda _s: 1, blamer)
+    assert verdict.layer == Layer.IMAGE and not started  # on the host itself nothing helped; variants come after it stops
+    refined = blamer.blame_hosts(verdict, "h1", "img", SCENARIO)
+    assert (refined.layer, refined.summary, refined.confirmed) == (Layer.CGROUP, "cgroup mode: passes on a variant host with cgroup mode v1 instead of v2", True)
+    assert started == [("h1--lsm-none", "img"), ("h1--cgroup-v1", "img")] and stopped == ["h1--lsm-none", "h1--cgroup-v1"]
+    assert [e.outcome for e in refined.experiments[-3:]] == [Outcome.FAIL, Outcome.PASS, Outcome.PASS]
+    assert blamer.blame_hosts(refined, "h1", "img", SCENARIO) is refined  # explained already: nothing more booted
