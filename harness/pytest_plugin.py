@@ -421,7 +421,7 @@ class ResultsRecorder:
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             harness_version=__version__,
             images={
-                i.name: ImageRecord(i.name, i.release, list(i.packages), base=i.base, reference=i.reference, source="reference" if i.reference else "built")
+                i.name: ImageRecord(i.name, i.release, list(i.packages), base=i.base, reference=i.reference, source=i.source)
                 for i in self.matrix.images
             },
         )

@@ -151,8 +151,7 @@ class ImageSupply:
     def _record_build(self, build: ImageBuild) -> None:
         """The image's facts for the report, and its freshness against the archive as it is now."""
         spec = self.matrix.image(build.name)
-        source = f"{spec.archive_kind} {spec.archive}" if spec.archive else "built"
-        record = self.records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base, source=source))
+        record = self.records.setdefault(build.name, ImageRecord(spec.name, spec.release, list(spec.packages), base=spec.base, source=spec.source))
         if build.arch in record.builds:
             return
         record.builds[build.arch] = ImageBuildRecord(
@@ -175,7 +174,7 @@ class ImageSupply:
     def _record_reference(self, spec: ImageSpec) -> None:
         """A reference image's facts, as its registry describes it (its layers are not read)."""
         if spec.name not in self.records:
-            record = ImageRecord(spec.name, spec.release, reference=spec.reference, source="reference")
+            record = ImageRecord(spec.name, spec.release, reference=spec.reference, source=spec.source)
             record.builds, record.index_digest, record.facts_error = describe(spec.reference, spec.tls_verify, self.matrix.access_for(spec.reference))
             self.records[spec.name] = record
 

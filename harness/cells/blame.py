@@ -132,6 +132,8 @@ class HostVariants:
 
 # Variant hosts booted per failure pattern at most: each is a VM, the costliest experiment.
 HOST_VARIANTS_PER_PATTERN = 2
+# Other images a failure pattern is run in at most (each may be a build, then a pull).
+IMAGE_VARIANTS_PER_PATTERN = 2
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ class Blamer:
         failing image built from the host's release and its neighbours, the host release's own
         base image), most telling first, until one passes; that one is then confirmed."""
         tried = []
-        for what, spec in self.variants.images(host, failed.image):
+        for what, spec in self.variants.images(host, failed.image)[:IMAGE_VARIANTS_PER_PATTERN]:
             if self.spent + 1 > self.budget:
                 break
             other = self.variants.deliver(host, spec)

@@ -124,6 +124,13 @@ class ImageSpec:
     archive: str = ""  # taken from this file, never built (an absolute path)
     archive_kind: str = ""  # "oci-archive" or "docker-archive"
 
+    @property
+    def source(self) -> str:
+        """Where the image comes from, as results.json says: built, reference, or the file."""
+        if self.reference:
+            return "reference"
+        return f"{self.archive_kind} {self.archive}" if self.archive else "built"
+
 
 # A small image the harness runs on every host before any candidate image, so that a broken host
 # is told apart from a broken image, and a container's view of its confinement is measured: a

@@ -195,15 +195,19 @@ version: 1
 hosts:
   - {name: plain, release: bookworm, arch: amd64, engine: podman}
   - {name: plain-docker, release: bookworm, arch: amd64, engine: docker, runtime: crun}
+  - {name: alone, release: trixie, arch: amd64, engine: docker, cpu: Nehalem}
 images: [{name: img, release: bookworm}]
 scenarios: [useradd]
 """))
-    found = [(setting, what, (v.name, v.cgroup, v.lsm, v.kernel_release, v.engine)) for setting, what, v in variants_of(matrix, "plain")]
+    found = [(setting, what, (v.name, v.cgroup, v.lsm, v.kernel_release, v.engine, v.runtime, v.cpu)) for setting, what, v in variants_of(matrix, "alone")]
     assert found == [
-        ("cgroup", "cgroup mode v1 instead of v2", ("plain--cgroup-v1", "v1", "apparmor", "bookworm", "podman")),
-        ("lsm", "LSM none instead of apparmor", ("plain--lsm-none", "v2", "none", "bookworm", "podman")),
-        ("kernel_release", "kernel trixie instead of bookworm", ("plain--kernel-trixie", "v2", "apparmor", "trixie", "podman")),
-    ]  # no engine variant: plain-docker is that sibling
+        ("cgroup", "cgroup mode v1 instead of v2", ("alone--cgroup-v1", "v1", "apparmor", "trixie", "docker", "runc", "Nehalem")),
+        ("cpu", "CPU model default instead of Nehalem", ("alone--cpu-default", "v2", "apparmor", "trixie", "docker", "runc", None)),
+        ("lsm", "LSM none instead of apparmor", ("alone--lsm-none", "v2", "none", "trixie", "docker", "runc", "Nehalem")),
+        ("kernel_release", "kernel forky instead of trixie", ("alone--kernel-forky", "v2", "apparmor", "forky", "docker", "runc", "Nehalem")),
+        ("engine", "engine podman instead of docker", ("alone--engine-podman", "v2", "apparmor", "trixie", "podman", "runc", "Nehalem")),
+    ]
+    assert variants_of(matrix, "plain") == []  # plain-docker is its sibling: the matrix's own cells tell
 
 
 def test_a_failure_no_swap_on_its_host_explains_is_run_on_variant_hosts_after_it():
