@@ -29,7 +29,7 @@ def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("host-blame"))
     add_scenario(directory / "scenarios", "cgroup-v1-limit",
                  "#!/bin/sh\nlimit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) || exit 1\n[ \"$limit\" = 67108864 ] && echo \"memory limit $limit read from cgroup v1\"\n",
-                 "purpose: a runtime that sizes itself from cgroup v1's memory limit\ndimension: resources\noptions: {memory: 64m}\n")
+                 "purpose: a runtime that sizes itself from cgroup v1's memory limit\ndimension: kernel\noptions: {memory: 64m}\n")
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, f"host-blame-{os.getpid()}", "--quiet")
     return json.loads((reports / "results.json").read_text())

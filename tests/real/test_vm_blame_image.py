@@ -28,7 +28,7 @@ scenarios: [ls-zero]
 def results(tmp_path_factory):
     directory = project_copy(tmp_path_factory.mktemp("image-blame"))
     add_scenario(directory / "scenarios", "ls-zero", "#!/bin/sh\nls --zero / >/dev/null && echo 'ls ends its lines with NUL'\n",
-                 "purpose: a tool option newer coreutils have\ndimension: userland\n")
+                 "purpose: a tool option newer coreutils have\ndimension: application\n")
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, f"image-blame-{os.getpid()}", "--quiet")
     return json.loads((reports / "results.json").read_text())
