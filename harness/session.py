@@ -64,6 +64,8 @@ class RunSession:
         self.fleet.on_move += [self.supply.forget, self.runner.forget]
         if self.blamer is not None and self.blamer.variants is None:
             self.blamer.variants = ImageVariants(lambda host, image: image_variants(self.matrix, host, image), self._deliver_variant)
+        if self.blamer is not None:
+            self.blamer.progress = lambda host, what: self.run.phase(host, "blaming", what)
         if self.blamer is not None and self.blamer.host_variants is None:
             self.blamer.host_variants = HostVariants(lambda host: variants_of(self.matrix, host), self._start_variant, self._deliver_matrix_image, self.fleet.stop_variant)
 

@@ -152,6 +152,7 @@ class Blamer:
     shared: Path | None = None  # where the run's workers claim failure patterns (None: this process alone)
     variants: "ImageVariants | None" = None  # other images to run a failure in (None: no image swaps)
     host_variants: "HostVariants | None" = None  # hosts one setting apart (None: no host swaps)
+    progress: Callable[[str, str], None] = lambda _host, _what: None  # a progress line per experiment
 
     def covered(self, cell: CellResult, swaps: list[Swap]) -> Verdict | None:
         """The verdict of an earlier failure that looked the same, now covering this cell too, if
@@ -328,6 +329,7 @@ class Blamer:
 
     def _experiment(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, swap: Swap, timeout: float) -> Experiment:
         self.spent += 1
+        self.progress(host.name, f"{scenario.name}: {swap.what or 'run again unchanged'} (experiment {self.spent} of at most {self.budget})")
         started = time.monotonic()
         run: ExecRecord = host.run_scenario(delivery.image_id, swap.apply(scenario), timeout)
         outcome, message = judge(run)

@@ -231,3 +231,11 @@ def test_a_failure_no_swap_on_its_host_explains_is_run_on_variant_hosts_after_it
     assert started == [("h1--lsm-none", "img"), ("h1--cgroup-v1", "img")] and stopped == ["h1--lsm-none", "h1--cgroup-v1"]
     assert [e.outcome for e in refined.experiments[-3:]] == [Outcome.FAIL, Outcome.PASS, Outcome.PASS]
     assert blamer.blame_hosts(refined, "h1", "img", SCENARIO) is refined  # explained already: nothing more booted
+
+
+def test_each_experiment_says_what_it_runs():
+    said: list[tuple[str, str]] = []
+    blamer = Blamer(progress=lambda host, what: said.append((host, what)))
+    blame(passes_with("seccomp=unconfined"), blamer)
+    assert len(said) == blamer.spent == 6
+    assert said[0] == ("h1", "s: run again unchanged (experiment 1 of at most 40)") and said[1] == ("h1", "s: seccomp=unconfined (experiment 2 of at most 40)")
