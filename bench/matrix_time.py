@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Whole-matrix time: a matrix (default: the default one) run for real through the CLI, warm (the
 build caches as they are) or cold (a fresh, empty cache directory: every host and image built).
-Prints the wall time, the cells by outcome, the time per cell, and the hosts' own figures (boot,
-deliveries, cells), so a slice of a matrix can be measured by itself with pytest's -k.
+Prints the wall time, the cells by outcome, the time per cell, the utilisation (the guests' CPU
+time over cores x wall time), and the hosts' own figures (boot, deliveries, cells), so a slice of a
+matrix can be measured by itself with pytest's -k.
 
     python bench/matrix_time.py [--matrix matrix.yaml] [--cold] [--workers auto] [-- -k "bookworm-amd64 and not docker"]
 """
@@ -47,6 +48,10 @@ def main() -> int:
     print(f"{'cold' if args.cold else 'warm'} run of {args.matrix} {' '.join(args.pytest_args)} with --workers {args.workers}: "
           f"{seconds:.0f} s wall ({seconds / 60:.1f} min), {len(cells)} cells, {seconds / max(len(cells), 1):.2f} s per cell")
     print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    # How busy the guests kept the machine: their CPU time (from libvirt, when each stopped) over
+    # all the cores for the whole wall time.
+    busy = sum(h.get("cpu_seconds") or 0 for h in results["hosts"].values())
+    print(f"  utilisation: guests busy {busy:.0f} s of {os.cpu_count()} cores x {seconds:.0f} s = {busy / (os.cpu_count() * seconds):.2f}")
     by_host = collections.defaultdict(float)
     for c in cells:
         by_host[c["host"]] += c["duration"]

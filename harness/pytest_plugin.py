@@ -266,8 +266,11 @@ class CellItem(pytest.Item):
 
     def teardown(self) -> None:
         if SESSION_KEY in self.config.stash:
-            for verdict in self.config.stash[SESSION_KEY].cell_done(self.cell[0]):
+            session = self.config.stash[SESSION_KEY]
+            for verdict in session.cell_done(self.cell[0]):
                 self.user_properties.append((VERDICT_PROPERTY, json.dumps(asdict(verdict))))
+            if self.result is not None and session.fleet.stopped(self.cell[0]):  # its last cell: the record as it ended
+                self.user_properties.append((HOST_PROPERTY, json.dumps(asdict(session.fleet.record(self.cell[0])))))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CellFailed):

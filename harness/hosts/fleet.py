@@ -226,6 +226,10 @@ class Fleet:
             self.run.phase(name, "done", "host stopped")
             self._stop(self._hosts[name])
 
+    def stopped(self, name: str) -> bool:
+        """Whether the host ran its last cell and was stopped (its record is then final)."""
+        return name in self._hosts and self._remaining.get(name, 1) <= 0
+
     def _keep_evidence(self, host: Host) -> None:
         """Copy the host's evidence files into the reports directory, where the report links them."""
         for name, source in host.evidence().items():

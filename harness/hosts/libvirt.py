@@ -343,6 +343,7 @@ class LibvirtHost(Host):
     def _destroy(self) -> None:
         if self.domain is not None:
             try:
+                self.record.cpu_seconds = round(self.domain.info()[4] / 1e9, 1)  # what it kept busy
                 self.domain.destroy()
             except libvirt.libvirtError:
                 pass  # already gone: crashed, or killed by the fault it is being torn down for

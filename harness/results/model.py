@@ -152,6 +152,7 @@ class HostRecord:
     accel: str = ""
     cpu_model: str = ""
     boot_seconds: float | None = None
+    cpu_seconds: float | None = None  # the guest's CPU time, from its hypervisor when it stopped
     time_scale: float = 1.0  # timeouts were multiplied by this (emulation is slower)
     settings: dict[str, str] = field(default_factory=dict)  # as the matrix asked: kernel, cgroup, lsm, cpu
     facts: HostFacts = field(default_factory=HostFacts)

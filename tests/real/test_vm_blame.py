@@ -158,3 +158,5 @@ def test_hosts_left_without_vcpus_get_their_share_of_the_cores(results):
     assert {name: host["facts"]["cpus"] for name, host in data["hosts"].items()} == {"bookworm-amd64": expected, "trixie-amd64-selinux": expected}
     if local.cpus == 2:
         assert expected == 1
+    # What each guest kept busy, read from libvirt when it stopped (bench/matrix_time.py's utilisation).
+    assert all((host["cpu_seconds"] or 0) > 5 for host in data["hosts"].values()), {n: h["cpu_seconds"] for n, h in data["hosts"].items()}
