@@ -138,13 +138,10 @@ class RunSession:
                 if verdict is not None:
                     found.append((verdict, result, scenario))
         self.fleet.cell_done(host)  # after its last cell: the host is stopped, its slot free
-        verdicts = []
-        for verdict, result, scenario in found:
-            if self.blamer is not None and verdict.layer == Layer.IMAGE:
-                self.run.phase(host, "blaming", f"{result.image}/{result.scenario} on variant hosts")
-                verdict = self.blamer.blame_hosts(verdict, host, result.image, scenario)
-            verdicts.append(verdict)
-        return verdicts
+        if self.blamer is None or not any(v.layer == Layer.IMAGE for v, _, _ in found):
+            return [v for v, _, _ in found]
+        self.run.phase(host, "blaming", "what nothing on the host explained, on variant hosts")
+        return self.blamer.blame_hosts(host, [(v, result.image, scenario) for v, result, scenario in found])
 
     def _start_variant(self, spec: HostSpec, image: str) -> Host:
         self.supply.needed.setdefault(spec.name, set()).add(image)  # what it carries, if it loads archives

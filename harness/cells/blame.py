@@ -130,8 +130,9 @@ class HostVariants:
     stop: Callable[[Host], None]
 
 
-# Variant hosts booted per failure pattern at most: each is a VM, the costliest experiment.
-HOST_VARIANTS_PER_PATTERN = 2
+# Variant hosts booted per failing host at most (each once, for all its unexplained failures):
+# each is a VM, the costliest experiment.
+HOST_VARIANTS_PER_HOST = 2
 # Other images a failure pattern is run in at most (each may be a build, then a pull).
 IMAGE_VARIANTS_PER_PATTERN = 2
 
@@ -230,42 +231,57 @@ class Blamer:
             return verdict
         return replace(verdict, summary=f"{verdict.summary}, and fails in {', '.join(e.swap.removeprefix('image ') for e in tried)} too", experiments=[*verdict.experiments, *tried])
 
-    def blame_hosts(self, verdict: Verdict, host: str, image: str, scenario: ScenarioSpec) -> Verdict:
-        """After the failing cell's host is stopped (its slot free again), a failure nothing on
-        that host explained runs on hosts built like it with one setting changed, where no sibling
-        of the matrix shows that setting, cheapest first, until one passes; that one is run again
-        to confirm (unchanged it already failed twice: the cell and its rerun)."""
-        if self.host_variants is None or verdict.layer != Layer.IMAGE or not verdict.cells[0].startswith(f"{host}/"):
-            return verdict
-        tried: list[Experiment] = []
-        for setting, what, spec in self.host_variants.variants(host)[:HOST_VARIANTS_PER_PATTERN]:
+    def blame_hosts(self, host: str, pending: list[tuple[Verdict, str, ScenarioSpec]]) -> list[Verdict]:
+        """After a host is stopped (its slot free again), its failures that nothing on it explained
+        (verdict, image, scenario) run on hosts built like it with one setting changed, for a host
+        the matrix has no sibling of, cheapest first: each variant is booted once for all of them,
+        and the next only for those still unexplained. A failure that passes on a variant is run
+        there again to confirm (unchanged it already failed twice: the cell and its rerun)."""
+        done = [v for v, _, _ in pending]
+        todo = [i for i, (v, _, _) in enumerate(pending) if self.host_variants is not None and v.layer == Layer.IMAGE and v.cells[0].startswith(f"{host}/")]
+        for setting, what, spec in (self.host_variants.variants(host) if todo and self.host_variants else [])[:HOST_VARIANTS_PER_HOST]:
             if self.spent + 2 > self.budget:
                 break
             swap = Swap(SETTINGS[setting], f"{what} (a variant host)")
             try:
-                variant = self.host_variants.start(spec, image)
+                variant = self.host_variants.start(spec, pending[todo[0]][1])
             except HostError as exc:
-                tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:]))
+                for i in todo:
+                    done[i] = self._tried(done[i], [Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:])])
                 continue
             try:
-                delivery = self.host_variants.deliver(variant, image)
-                if isinstance(delivery, str):
-                    tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, delivery[-1500:]))
-                    continue
-                tried.append(self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario)))
-                if tried[-1].outcome.passed:
-                    again = self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario))
-                    held = again.outcome.passed
-                    how = f"on the variant host again: {again.outcome}; unchanged it failed twice (the cell and its rerun)"
-                    return replace(verdict, layer=swap.layer, summary=f"{swap.layer}: passes on a variant host with {what}", experiments=[*verdict.experiments, *tried, again],
-                                   confirmed=held, confirmation=("confirmed: " if held else "NOT confirmed: ") + how)
-            except HostError as exc:
-                tried.append(Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:]))
+                for i in list(todo):
+                    done[i] = self._on_variant(variant, swap, what, done[i], pending[i][1], pending[i][2])
+                    if done[i].layer != Layer.IMAGE:
+                        todo.remove(i)
             finally:
                 self.host_variants.stop(variant)
-        if not tried:
-            return verdict
-        return replace(verdict, summary=f"{verdict.summary}; on variant hosts too ({', '.join(e.swap for e in tried)})", experiments=[*verdict.experiments, *tried])
+            if not todo:
+                break
+        return done
+
+    def _on_variant(self, variant: Host, swap: Swap, what: str, verdict: Verdict, image: str, scenario: ScenarioSpec) -> Verdict:
+        """One unexplained failure on a started variant host: the verdict, explained or with the try added."""
+        try:
+            delivery = self.host_variants.deliver(variant, image)
+            if isinstance(delivery, str):
+                return self._tried(verdict, [Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, delivery[-1500:])])
+            first = self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario))
+            if not first.outcome.passed:
+                return self._tried(verdict, [first])
+            again = self._experiment(variant, delivery, scenario, swap, variant.timeout_for(scenario))
+            held = again.outcome.passed
+            how = f"on the variant host again: {again.outcome}; unchanged it failed twice (the cell and its rerun)"
+            return replace(verdict, layer=swap.layer, summary=f"{swap.layer}: passes on a variant host with {what}", experiments=[*verdict.experiments, first, again],
+                           confirmed=held, confirmation=("confirmed: " if held else "NOT confirmed: ") + how)
+        except HostError as exc:
+            return self._tried(verdict, [Experiment(swap.layer, swap.what, [], Outcome.ERROR, None, 0.0, str(exc)[-1500:])])
+
+    @staticmethod
+    def _tried(verdict: Verdict, tried: list[Experiment]) -> Verdict:
+        """A verdict still unexplained, with what was tried on variant hosts."""
+        on = "; on variant hosts too" if "on variant hosts too" not in verdict.summary else ""
+        return replace(verdict, summary=verdict.summary + on, experiments=[*verdict.experiments, *tried])
 
     def _claim(self, failed: CellResult) -> "_Claim | None":
         """Claim the failure's pattern for this worker, unless another worker of the run has."""

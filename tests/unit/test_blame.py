@@ -219,18 +219,23 @@ def test_a_failure_no_swap_on_its_host_explains_is_run_on_variant_hosts_after_it
 
     def start(spec, image):
         started.append((spec.name, image))
-        return StubHost(spec, {"s": lambda _s: 0 if spec.cgroup == "v1" else 1})
+        return StubHost(spec, {"s": lambda _s: 0 if spec.cgroup == "v1" else 1, "s2": lambda _s: 1})
 
     variants = HostVariants(lambda _host: [("lsm", "LSM none instead of apparmor", spec_nolsm), ("cgroup", "cgroup mode v1 instead of v2", spec_v1)],
                             start, lambda _host, _image: DELIVERY, lambda host: stopped.append(host.name))
     blamer = Blamer(host_variants=variants)
     verdict, _ = blame(lambda _s: 1, blamer)
     assert verdict.layer == Layer.IMAGE and not started  # on the host itself nothing helped; variants come after it stops
-    refined = blamer.blame_hosts(verdict, "h1", "img", SCENARIO)
+    other, _ = blame(lambda _s: 1, blamer, failed(stderr="another failure"))
+    refined, still = blamer.blame_hosts("h1", [(verdict, "img", SCENARIO), (other, "img", replace(SCENARIO, name="s2"))])
     assert (refined.layer, refined.summary, refined.confirmed) == (Layer.CGROUP, "cgroup mode: passes on a variant host with cgroup mode v1 instead of v2", True)
+    # Each variant booted once for both failures; the second stays unexplained, with what was tried.
     assert started == [("h1--lsm-none", "img"), ("h1--cgroup-v1", "img")] and stopped == ["h1--lsm-none", "h1--cgroup-v1"]
     assert [e.outcome for e in refined.experiments[-3:]] == [Outcome.FAIL, Outcome.PASS, Outcome.PASS]
-    assert blamer.blame_hosts(refined, "h1", "img", SCENARIO) is refined  # explained already: nothing more booted
+    assert still.layer == Layer.IMAGE and still.summary.endswith("; on variant hosts too") and [e.swap for e in still.experiments[-2:]] == [
+        "LSM none instead of apparmor (a variant host)", "cgroup mode v1 instead of v2 (a variant host)"]
+    started.clear()
+    assert blamer.blame_hosts("h1", [(refined, "img", SCENARIO)]) == [refined] and not started  # explained already: nothing booted
 
 
 def test_each_experiment_says_what_it_runs():
