@@ -85,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--resume", action="store_true", help="keep the cells already in REPORTS/results.json and run only the others (and the errors)")
     group.addoption("--blame", action=argparse.BooleanOptionalAction, default=True, help="run each failing cell again with one layer swapped (seccomp, LSM, runtime) after its host's last cell, to say which broke (default: on)")
-    group.addoption("--blame-budget", type=int, default=40, help="at most this many blame experiments (containers) per process (default 40)")
+    group.addoption("--blame-budget", type=int, default=40, help="at most this many blame experiments (containers; a variant host's boot counts as 5) per process (default 40)")
     group.addoption("--cover", type=int, choices=[2, 3], default=None, help="run only a covering array of the cells: every pair (2) or triple (3) of the axes' values (release, arch, engine, runtime, cgroup, lsm, kernel, cpu, image, scenario) that the matrix has")
     group.addoption("--must", action="append", default=[], metavar="HOST/IMAGE", help="with --cover: always run every cell of these pairs (glob patterns; 'supported' for the pairs the policy supports)")
     group.addoption("--history", default=None, metavar="DIR", help="earlier runs' results.json files under DIR: for each pair that was good in the last of them and fails now, record what changed")

@@ -131,8 +131,10 @@ class HostVariants:
 
 
 # Variant hosts booted per failing host at most (each once, for all its unexplained failures):
-# each is a VM, the costliest experiment.
+# each is a VM, the costliest experiment, and counts as this many against the budget (a boot under
+# TCG takes about as long as five short containers).
 HOST_VARIANTS_PER_HOST = 2
+BOOT_COST = 5
 # Other images a failure pattern is run in at most (each may be a build, then a pull).
 IMAGE_VARIANTS_PER_PATTERN = 2
 
@@ -240,9 +242,10 @@ class Blamer:
         done = [v for v, _, _ in pending]
         todo = [i for i, (v, _, _) in enumerate(pending) if self.host_variants is not None and v.layer == Layer.IMAGE and v.cells[0].startswith(f"{host}/")]
         for setting, what, spec in (self.host_variants.variants(host) if todo and self.host_variants else [])[:HOST_VARIANTS_PER_HOST]:
-            if self.spent + 2 > self.budget:
+            if self.spent + BOOT_COST + len(todo) > self.budget:
                 break
             swap = Swap(SETTINGS[setting], f"{what} (a variant host)")
+            self.spent += BOOT_COST
             try:
                 variant = self.host_variants.start(spec, pending[todo[0]][1])
             except HostError as exc:
