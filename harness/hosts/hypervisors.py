@@ -105,8 +105,8 @@ class Hypervisor:
 
     def guest_vcpus(self, memory_mib: int, vcpus: int | None) -> int:
         """A guest's vCPUs: the matrix's, else its share of the cores when every slot is busy (on 2
-        cores: two 1-vCPU hosts at once, measured 1.67x one 2-vCPU host by bench/workers.py; a 2-vCPU
-        TCG guest on 2 cores busy with the harness's own work stopped answering for minutes)."""
+        cores: two 1-vCPU hosts at once, measured 1.67x one 2-vCPU host by bench/workers.py). An
+        emulated guest gets one at most (hosts/libvirt.guest_vcpus)."""
         return vcpus or max(1, self.cpus // self.slots(memory_mib, vcpus))
 
     def answers(self) -> bool:

@@ -55,6 +55,16 @@ def _make_payload_disk(payload: Path, image: Path) -> None:
     )
 
 
+def guest_vcpus(asked: int | None, share: int, accel: str) -> int:
+    """A guest's vCPUs: the matrix's; else, under KVM, its share of the hypervisor's cores; else
+    (emulated, TCG) one. Seen here: 2-vCPU TCG guests on 2 busy cores locked up for good (RCU
+    stalls, then soft lockups of podman and conmon on both vCPUs), in CI and on a second libvirtd
+    given one slot; and bench/workers.py measured two 1-vCPU hosts at 1.67x one of 2 vCPUs."""
+    if asked:
+        return asked
+    return share if accel == "kvm" else 1
+
+
 def boot_cmdline(spec: VmHostSpec) -> str:
     """The kernel command line: console, the host's cgroup and LSM settings, then the matrix's own.
 
@@ -119,7 +129,7 @@ class LibvirtHost(Host):
             platform=platform,
             cpu_model=cpu_model_for(accel, self.spec.cpu, platform.tcg_cpu),
             memory_mib=self.spec.machine.memory_mib,
-            vcpus=self.slot.vcpus,
+            vcpus=guest_vcpus(self.spec.machine.vcpus, self.slot.vcpus, accel),
             kernel=kernel,
             initrd=initrd,
             cmdline=boot_cmdline(self.spec),

@@ -182,3 +182,10 @@ def test_cleanup_removes_the_volumes_of_dead_runs_only(tmp_path):
     cleaned = cleanup([conn], tmp_path, keep={"live-1"})
     assert sorted(cleaned.volumes) == ["run-dead-h-console.log", "run-dead-h-root.qcow2"]
     assert sorted(v.name() for v in pool.listAllVolumes(0)) == ["cache-abc-root", "run-live-1-h-root.qcow2"]
+
+
+def test_an_emulated_guest_gets_one_vcpu_unless_the_matrix_says():
+    from harness.hosts.libvirt import guest_vcpus
+
+    assert guest_vcpus(None, 4, "kvm") == 4 and guest_vcpus(None, 4, "qemu") == 1
+    assert guest_vcpus(2, 1, "qemu") == 2 and guest_vcpus(3, 4, "kvm") == 3
