@@ -71,19 +71,11 @@ class RunSession:
 
     def _deliver_matrix_image(self, host: Host, image: str) -> DeliveryRecord | str:
         """The matrix's image on a variant host, or why it could not be had."""
-        try:
-            delivery = self.supply.deliver(host, image)
-        except SupplyError as exc:
-            return str(exc)
-        return delivery if delivery.ok else f"image {image} could not be delivered to {host.name}: {delivery.output.strip()[-500:]}"
+        return _delivered(lambda: self.supply.deliver(host, image), image, host)
 
     def _deliver_variant(self, host: Host, spec: ImageSpec) -> DeliveryRecord | str:
         """A blame experiment's other image on the host, or why it could not be had."""
-        try:
-            delivery = self.supply.deliver_variant(host, spec)
-        except SupplyError as exc:
-            return str(exc)
-        return delivery if delivery.ok else f"image {spec.name} could not be delivered: {delivery.output.strip()[-500:]}"
+        return _delivered(lambda: self.supply.deliver_variant(host, spec), spec.name, host)
 
     def select(self, cells: list[tuple[str, str, str]]) -> None:
         """The cells this process will run: which images each host needs, and how many cells."""
@@ -152,3 +144,12 @@ class RunSession:
 
     def close(self) -> None:
         self.fleet.close()
+
+
+def _delivered(deliver: Callable[[], DeliveryRecord], image: str, host: Host) -> DeliveryRecord | str:
+    """A blame experiment's delivery, or why it could not be had (its cell's trouble, not the run's)."""
+    try:
+        delivery = deliver()
+    except SupplyError as exc:
+        return str(exc)
+    return delivery if delivery.ok else f"image {image} could not be delivered to {host.name}: {delivery.output.strip()[-500:]}"
