@@ -145,12 +145,13 @@ def _report(args: argparse.Namespace) -> int:
 def _hosts(args: argparse.Namespace) -> int:
     """Host disks are cached by recipe digest; `prune` keeps only those the matrix still uses."""
     from harness.cache import BuildCache, default_root, digest_of
+    from harness.config.model import HostKind
     from harness.hosts.build import build_host, host_recipe
     from harness.mmdebstrap import BuildError
 
     matrix = _load(args.matrix)
     cache = BuildCache(default_root(), "hosts")
-    vm_hosts = matrix.vm_hosts()
+    vm_hosts = [h for h in matrix.hosts if h.kind == HostKind.VM]  # a disk-image host is not built
     used = {digest_of(host_recipe(h, matrix.vms_dir)): h.name for h in vm_hosts}
     if args.action == "list":
         for digest, recipe, size in cache.entries():

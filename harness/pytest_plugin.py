@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 import uuid
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ from harness.cells.siblings import with_siblings
 from harness.cells.verdict import error_result
 from harness.cleanup import cleanup
 from harness.config.load import MatrixError, load_matrix
-from harness.config.model import HostKind, HostSpec, HypervisorSpec, Matrix
+from harness.config.model import HostSpec, HypervisorSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.accel import slowness
 from harness.hosts.fleet import planned_record
@@ -142,7 +143,7 @@ class MatrixFile(pytest.File):
 
 
 def _slowest_first(host: HostSpec) -> float:
-    return -slowness(host.qemu_arch) if host.kind == HostKind.VM else 0.0
+    return -slowness(host.qemu_arch) if host.kind.is_vm else 0.0
 
 
 class HostCollector(pytest.Collector):
@@ -535,7 +536,12 @@ class ResultsRecorder:
         if 0 < self.recorded and done < total:
             left = (time.monotonic() - self.started) / self.recorded * (total - done)
             progress += f", about {int(left // 60)} min {int(left % 60)} s left"
-        render_report(self.results, self.reports, progress)
+        try:
+            render_report(self.results, self.reports, progress)
+        except Exception as exc:  # noqa: BLE001 - the live page is a view: its failure must not end the run
+            warnings.warn(f"the live matrix.html could not be rendered, so it is not updated until the run ends: {type(exc).__name__}: {exc}", stacklevel=1)
+            self.render_every = float("inf")
+            return
         self.rendered_at = time.monotonic()
         self.render_every = max(5.0, 10 * (self.rendered_at - started))
 

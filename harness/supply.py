@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from harness.cache import BuildCache
-from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, HostKind, ImageSpec, Matrix
+from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, ImageSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import os_problem
 from harness.config.registries import AuthFileError
@@ -87,7 +87,7 @@ class ImageSupply:
         """A cell of the run will need `image` on `host`."""
         self.needed.setdefault(host, set()).add(image)
         spec = self.matrix.host(host)
-        if spec.kind == HostKind.VM:
+        if spec.kind.is_vm:
             self.arches.add(spec.arch)
 
     # -- builds ---------------------------------------------------------------------------------

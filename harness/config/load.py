@@ -12,6 +12,7 @@ import jsonschema
 import yaml
 
 from harness.config.kinds import parse_host, with_host_kinds
+from harness.config.kinds.disk import DiskHostSpec, disk_problem
 from harness.config.model import (
     DEFAULT_MIRROR,
     CellPattern,
@@ -93,6 +94,9 @@ def _schema_problem(loc: _Located, error: jsonschema.ValidationError) -> str:
         allowed = ", ".join(str(v) for v in error.validator_value)
         return loc.problem(path, f"{error.instance!r} is not one of {allowed}")
     if error.validator == "additionalProperties":
+        cannot = error.schema.get("x-cannot-apply", {})  # a kind's settings that make no sense on it, and why
+        if said := sorted(set(error.instance) & set(cannot)):
+            return loc.problem(path + said[:1], f"{said[0]}: {cannot[said[0]]}")
         known = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known))
         return loc.problem(path + extra[:1], f"unknown key (allowed: {', '.join(known)})")
@@ -293,11 +297,20 @@ def _unmatched(data: dict, loc: _Located, hosts, images, scenarios) -> tuple[str
     return tuple(found)
 
 
+def _disk_resolved(entry: dict, base: Path) -> dict:
+    """A disk-image host's entry with its disk's path made absolute (it is relative to the matrix)."""
+    if "image" not in entry:
+        return entry
+    return {**entry, "image": str((base / os.path.expanduser(entry["image"])).resolve())}
+
+
 def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     base = path.parent
     problems = _duplicates(data["hosts"], "host", loc) + _duplicates(data["images"], "image", loc)
     defaults = Machine().merged(data.get("defaults", {}))
-    hosts = tuple(parse_host(h, defaults) for h in data["hosts"])
+    hosts = tuple(parse_host(_disk_resolved(h, base), defaults) for h in data["hosts"])
+    problems += [loc.problem(["hosts", i, "image"], f"host {h.name!r}: {why}") for i, h in enumerate(hosts)
+                 if isinstance(h, DiskHostSpec) and (why := disk_problem(Path(h.image)))]
     images, image_problems = _images(data["images"], loc, base)
     problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()

@@ -49,11 +49,17 @@ class HostKind(StrEnum):
     """What a host is: a VM the harness builds from a release, or an engine that already runs."""
 
     VM = "vm"
+    DISK = "disk"  # a VM booted from a disk image the user brings (any distribution's cloud image)
     ENGINE = "engine"
 
     @property
     def label(self) -> str:
-        return {HostKind.VM: "VM", HostKind.ENGINE: "engine host"}[self]
+        return {HostKind.VM: "VM", HostKind.DISK: "VM from a disk image", HostKind.ENGINE: "engine host"}[self]
+
+    @property
+    def is_vm(self) -> bool:
+        """Booted by the harness through libvirt: placed on a hypervisor, images built for its arch."""
+        return self in (HostKind.VM, HostKind.DISK)
 
 
 class DeliveryMethod(StrEnum):
@@ -266,7 +272,8 @@ class Matrix:
         return sorted({h.arch for h in self.vm_hosts()})
 
     def vm_hosts(self) -> list[HostSpec]:
-        return [h for h in self.hosts if h.kind == HostKind.VM]
+        """The hosts the harness boots as virtual machines, built or from a disk image."""
+        return [h for h in self.hosts if h.kind.is_vm]
 
     def pool(self, uris: list[str] | tuple[str, ...] | None = None) -> tuple[HypervisorSpec, ...]:
         """The hypervisors a run uses: those given on the command line (--hypervisor), else the

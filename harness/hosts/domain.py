@@ -35,12 +35,14 @@ class DomainSpec:
     cpu_model: str  # "host-passthrough", "max" or a named model
     memory_mib: int
     vcpus: int
-    kernel: str  # paths as the hypervisor sees them
+    kernel: str  # paths as the hypervisor sees them; "" boots the first disk through the firmware
     initrd: str
     cmdline: str
     disks: tuple[Disk, ...]
     console_log: str
     run_dir: str = ""  # the run's working directory on this machine, for cleanup's liveness check
+    firmware: str = ""  # "efi": UEFI, picked by libvirt from the hypervisor's own firmware descriptors
+    nvram: str = ""  # the firmware's variable store for this boot (libvirt copies its template there)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
@@ -78,9 +80,20 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
     type_el = os_el.find("type")
     type_el.set("arch", spec.platform.qemu_arch)
     type_el.set("machine", spec.platform.machine)
-    _sub(os_el, "kernel", str(spec.kernel))
-    _sub(os_el, "initrd", str(spec.initrd))
-    _sub(os_el, "cmdline", spec.cmdline)
+    if spec.kernel:
+        _sub(os_el, "kernel", str(spec.kernel))
+        _sub(os_el, "initrd", str(spec.initrd))
+        _sub(os_el, "cmdline", spec.cmdline)
+    else:
+        if spec.firmware:
+            os_el.set("firmware", spec.firmware)
+            firmware = _sub(os_el, "firmware")
+            _sub(firmware, "feature", enabled="no", name="secure-boot")  # plain OVMF/AAVMF: no SMM to emulate
+            if spec.nvram:  # else libvirt keeps one per domain name in its own directory, for ever
+                _sub(os_el, "nvram", spec.nvram)
+        _sub(os_el, "boot", dev="hd")
+        # A distribution's guest may reboot itself (cloud-init, a kernel update): let it come back.
+        root.find("on_reboot").text = "restart"
     features = root.find("features")
     for feature in spec.platform.features:
         _sub(features, feature)

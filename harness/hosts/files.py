@@ -40,8 +40,13 @@ class HostFiles(ABC):
         """A file made for this boot (initrd, delivery disk); removed by remove_own()."""
 
     @abstractmethod
-    def overlay(self, base: str, size: int) -> str:
+    def overlay(self, base: str, size: int, base_format: str = "raw") -> str:
         """A fresh qcow2 overlay of `base` (a path from cached()), thrown away after the run."""
+
+    @abstractmethod
+    def scratch(self, name: str) -> str:
+        """Where the hypervisor may create a file of this boot itself (the firmware's variables);
+        removed by remove_own()."""
 
     @property
     @abstractmethod
@@ -77,12 +82,16 @@ class LocalFiles(HostFiles):
         self._made.append(path)
         return str(path)
 
-    def overlay(self, base: str, size: int) -> str:
+    def overlay(self, base: str, size: int, base_format: str = "raw") -> str:
         overlay = self.workdir / "root.qcow2"
         overlay.unlink(missing_ok=True)
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, str(overlay)], check=True, capture_output=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, str(overlay)], check=True, capture_output=True)
         self._made.append(overlay)
         return str(overlay)
+
+    def scratch(self, name: str) -> str:
+        self._made.append(self.workdir / name)
+        return str(self.workdir / name)
 
     @property
     def console(self) -> str:
@@ -145,7 +154,7 @@ def harness_pool(conn: libvirt.virConnect) -> libvirt.virStoragePool:
     return pool
 
 
-def _volume_xml(name: str, size: int, fmt: str, backing: str | None = None) -> str:
+def _volume_xml(name: str, size: int, fmt: str, backing: str | None = None, backing_format: str = "raw") -> str:
     vol = ET.Element("volume")
     ET.SubElement(vol, "name").text = name
     ET.SubElement(vol, "capacity", unit="bytes").text = str(size)
@@ -153,7 +162,7 @@ def _volume_xml(name: str, size: int, fmt: str, backing: str | None = None) -> s
     if backing:
         store = ET.SubElement(vol, "backingStore")
         ET.SubElement(store, "path").text = backing
-        ET.SubElement(store, "format", type="raw")
+        ET.SubElement(store, "format", type=backing_format)
     return ET.tostring(vol, encoding="unicode")
 
 
@@ -208,11 +217,14 @@ class VolumeFiles(HostFiles):
     def own(self, path: Path) -> str:
         return self._upload(path, self.prefix + path.name).path()
 
-    def overlay(self, base: str, size: int) -> str:
+    def overlay(self, base: str, size: int, base_format: str = "raw") -> str:
         name = self.prefix + "root.qcow2"
         if (stale := self._lookup(name)) is not None:
             stale.delete(0)
-        return self.pool.createXML(_volume_xml(name, size, "qcow2", backing=base), 0).path()
+        return self.pool.createXML(_volume_xml(name, size, "qcow2", backing=base, backing_format=base_format), 0).path()
+
+    def scratch(self, name: str) -> str:
+        return f"{self.pool_path}/{self.prefix}{name}"  # a file of the pool: refreshed and removed like the rest
 
     @property
     def console(self) -> str:

@@ -190,7 +190,9 @@ class Fleet:
     def lose(self, name: str, exc: HypervisorLost) -> None:
         """The host's hypervisor stopped answering: it leaves the pool (for the whole run), and the
         host with it, so that the host starts again elsewhere (with its images delivered again)."""
-        self.driver(self.matrix.host(name).kind).lose_hypervisor(exc.hypervisor, str(exc))
+        self.driver(self.matrix.host(name).kind)
+        for driver in self._drivers.values():  # built and disk-image VMs share the hypervisors
+            driver.lose_hypervisor(exc.hypervisor, str(exc))
         self._moves.setdefault(name, []).append(f"started again: {exc}")
         self.run.phase(name, "moving", f"off hypervisor {exc.hypervisor}: it stopped answering")
         if host := self._hosts.pop(name, None):

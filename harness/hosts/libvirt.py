@@ -7,13 +7,13 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import libvirt
 
 from harness.config.kinds.vm import VmHostSpec
-from harness.config.model import ScenarioOptions, ScenarioSpec
+from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
@@ -80,46 +80,49 @@ def boot_cmdline(spec: VmHostSpec) -> str:
     return " ".join([*words, spec.kernel_cmdline]).strip()
 
 
-class LibvirtHost(Host):
-    spec: VmHostSpec
+@dataclass(frozen=True)
+class Boot:
+    """What a domain boots, as its hypervisor sees it: the root disk's cached base, and either a
+    kernel booted directly or (kernel "") the base's own boot loader through the firmware."""
 
-    def __init__(
-        self,
-        spec: VmHostSpec,
-        build: HostBuild,
-        initramfs_base: Path,
-        slot: Slot,
-        vms_dir: Path,
-        workdir: Path,
-        run_id: str,
-        verdicts: AccelVerdicts,
-        files: HostFiles,
-    ):
-        super().__init__(
-            spec,
-            HostRecord(
-                name=spec.name,
-                release=spec.release,
-                arch=spec.arch,
-                engine=spec.engine,
-                runtime=spec.runtime,
-                recipe_digest=build.digest,
-                settings=spec.settings(),
-                hypervisor=slot.hypervisor.name,
-            )
-        )
-        self.build, self.initramfs_base, self.slot, self.vms_dir = build, initramfs_base, slot, vms_dir
+    root: str
+    root_size: int
+    root_format: str = "raw"
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+    firmware: str = ""
+    nvram: str = ""
+    disks: tuple[Disk, ...] = ()  # after the overlay and the delivery disk (a NoCloud seed)
+
+
+class LibvirtHost(Host):
+    """A QEMU guest through libvirt, reached by its guest agent. What it boots comes from the
+    subclass (`_boot`): a disk the harness built, or one the user brought (hosts/disk.py)."""
+
+    def __init__(self, spec: HostSpec, record: HostRecord, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
+        super().__init__(spec, record)
+        self.slot, self.vms_dir = slot, vms_dir
         self.conn = slot.hypervisor.conn
         self.workdir, self.run_id, self.verdicts, self.files = workdir, run_id, verdicts, files
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
-        self.engine = engine_cli(spec.engine, spec.runtime)
+        self.engine = engine_cli(spec.engine, spec.runtime) if spec.engine else None
 
     def guest_gateway(self) -> str:
         return self.slot.hypervisor.harness_address()
 
     # -- boot -----------------------------------------------------------------------------------
-    def _domain_spec(self, accel: str, kernel: str, initrd: str, disks: tuple[Disk, ...]) -> DomainSpec:
+    def _boot(self) -> Boot:
+        """Put this boot's files where the hypervisor reaches them (may raise libvirtError)."""
+        raise NotImplementedError
+
+    def _ready(self, timeout: float) -> None:
+        """After the agent answers: ready for commands once a daemon engine answers too."""
+        if ready := self.engine.ready():
+            CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
+
+    def _domain_spec(self, accel: str, boot: Boot, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
         return DomainSpec(
             name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
@@ -130,12 +133,14 @@ class LibvirtHost(Host):
             cpu_model=cpu_model_for(accel, self.spec.cpu, platform.tcg_cpu),
             memory_mib=self.spec.machine.memory_mib,
             vcpus=guest_vcpus(self.spec.machine.vcpus, self.slot.vcpus, accel),
-            kernel=kernel,
-            initrd=initrd,
-            cmdline=boot_cmdline(self.spec),
+            kernel=boot.kernel,
+            initrd=boot.initrd,
+            cmdline=boot.cmdline,
             disks=disks,
             console_log=self.files.console,
             run_dir=str(self.workdir.parent),
+            firmware=boot.firmware,
+            nvram=boot.nvram,
         )
 
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
@@ -145,16 +150,14 @@ class LibvirtHost(Host):
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
-        boot_initrd(self.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
         try:
-            kernel = self.files.cached(self.build.kernel, f"{self.build.digest}-kernel")
-            root = self.files.cached(self.build.root_disk, f"{self.build.digest}-root")
-            initrd, payload_path = self.files.own(self.workdir / "initrd.img"), self.files.own(payload_disk)
+            boot = self._boot()
+            payload_path = self.files.own(payload_disk)
         except libvirt.libvirtError as exc:
             raise self._failure(f"host {self.name}: its files could not reach hypervisor {self.record.hypervisor}: {exc.get_error_message()}") from None
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
-            overlay = self.files.overlay(root, self.build.root_disk.stat().st_size)
-            spec = self._domain_spec(accel, kernel, initrd, (Disk(overlay, "qcow2"), Disk(payload_path, "raw", readonly=True)))
+            overlay = self.files.overlay(boot.root, boot.root_size, boot.root_format)
+            spec = self._domain_spec(accel, boot, (Disk(overlay, "qcow2"), Disk(payload_path, "raw", readonly=True), *boot.disks))
             started = time.monotonic()
             try:
                 self.domain = self.conn.createXML(build_domain_xml(self.vms_dir / "domain.xml", spec), 0)
@@ -176,8 +179,7 @@ class LibvirtHost(Host):
             timeout = self.spec.machine.boot_timeout * self.time_scale
             try:
                 AgentAnswers(self.agent).wait_until_ready(self.domain, timeout)
-                if ready := self.engine.ready():  # a daemon engine: ready for commands once it answers
-                    CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
+                self._ready(timeout)
             except WaitTimeout as exc:
                 raise self._failure(f"host {self.name} did not become ready: {exc}{self.console_tail()}") from None
             self.record.boot_seconds = round(time.monotonic() - started, 2)
@@ -185,9 +187,8 @@ class LibvirtHost(Host):
         raise HostError(f"host {self.name}: no accelerator could start it")
 
     def _engine_files(self, plain_http: list[str]) -> dict[str, str]:
-        """Engine configuration of this boot, which the guest's init puts in place before the engine
-        starts: dockerd's daemon.json with the run's plain-HTTP registries (podman is told per pull)."""
-        return {"engine/daemon.json": boot_daemon_json(self.spec, self.vms_dir, plain_http)} if self.spec.engine == "docker" else {}
+        """Engine configuration the guest puts in place before its engine starts (none by default)."""
+        return {}
 
     def _failure(self, message: str) -> HostError:
         """The error for a failure of this host: HypervisorLost when its hypervisor stopped answering
@@ -338,7 +339,7 @@ class LibvirtHost(Host):
 
     def read_facts(self) -> dict[str, str]:
         script = (self.vms_dir / "guest" / "facts").read_bytes()
-        result = self.run(["sh", "-s"], timeout=60 * self.time_scale, stdin=script)
+        result = self.run(["sh", "-s", self.record.engine], timeout=60 * self.time_scale, stdin=script)
         if result.exit_code != 0:
             raise HostError(f"host {self.name}: reading facts failed: {result.stderr.strip()[-500:]}")
         return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -370,3 +371,39 @@ class LibvirtHost(Host):
     def evidence(self) -> dict[str, str]:
         console = self.files.console_copy(self.workdir / "console.log")
         return {"console.log": str(console)} if console else {}
+
+
+class BuiltHost(LibvirtHost):
+    """A host whose disk the harness built from a release's packages (hosts/build.py), booted
+    directly into its kernel through the harness's own initramfs."""
+
+    spec: VmHostSpec
+
+    def __init__(self, spec: VmHostSpec, build: HostBuild, initramfs_base: Path, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
+        record = HostRecord(
+            name=spec.name,
+            release=spec.release,
+            arch=spec.arch,
+            engine=spec.engine,
+            runtime=spec.runtime,
+            recipe_digest=build.digest,
+            settings=spec.settings(),
+            hypervisor=slot.hypervisor.name,
+        )
+        super().__init__(spec, record, slot, vms_dir, workdir, run_id, verdicts, files)
+        self.build, self.initramfs_base = build, initramfs_base
+
+    def _engine_files(self, plain_http: list[str]) -> dict[str, str]:
+        """dockerd's daemon.json with the run's plain-HTTP registries, which the harness's init puts
+        in place before dockerd starts (podman is told per pull)."""
+        return {"engine/daemon.json": boot_daemon_json(self.spec, self.vms_dir, plain_http)} if self.spec.engine == "docker" else {}
+
+    def _boot(self) -> Boot:
+        boot_initrd(self.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
+        return Boot(
+            root=self.files.cached(self.build.root_disk, f"{self.build.digest}-root"),
+            root_size=self.build.root_disk.stat().st_size,
+            kernel=self.files.cached(self.build.kernel, f"{self.build.digest}-kernel"),
+            initrd=self.files.own(self.workdir / "initrd.img"),
+            cmdline=boot_cmdline(self.spec),
+        )

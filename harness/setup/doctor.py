@@ -14,11 +14,23 @@ FIX = "run ./setup-machine as root (it installs packages, registers binfmt handl
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 
-def problems(arches: set[str], uris: list[str]) -> list[str]:
+# The firmware a disk image boots through on this machine's QEMU (libvirt picks it by its descriptor).
+FIRMWARE = {"amd64": ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"), "arm64": ("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64")}
+
+
+def problems(arches: set[str], uris: list[str], firmware: bool = False) -> list[str]:
     """Problems for building images and running VM hosts of `arches` on the hypervisors at `uris`
-    (no VM hosts: no libvirt needed; QEMU is needed here only when a hypervisor is this machine's)."""
+    (no VM hosts: no libvirt needed; QEMU is needed here only when a hypervisor is this machine's).
+    firmware: the hosts boot disk images through UEFI, and a seed is made for them."""
     local = any(not urlsplit(uri).netloc for uri in uris)
     found = []
+    if firmware:
+        for arch in sorted(arches & set(FIRMWARE)):
+            path, package = FIRMWARE[arch]
+            if local and not Path(path).exists():
+                found.append(f"missing UEFI firmware {path} for {arch} disk-image hosts (Debian package {package}); {FIX}")
+        if shutil.which("xorriso") is None:
+            found.append(f"missing command xorriso (Debian package xorriso), which makes a disk-image host's NoCloud seed; {FIX}")
     if os.geteuid() != 0:
         found.append("building hosts and images with mmdebstrap --mode=root needs root")
     for command, package in (("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs"), ("qemu-img", "qemu-utils")):

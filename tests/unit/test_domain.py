@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
@@ -108,3 +109,30 @@ def test_cleanup_spares_a_live_run_of_another_cache_directory(repo_root, tmp_pat
             if dom.name().startswith("harness-"):
                 dom.undefine()
         conn.close()
+
+
+def test_a_disk_image_boots_through_uefi_with_its_own_variable_store(repo_root):
+    through_firmware = replace(spec("arm64"), kernel="", initrd="", cmdline="", firmware="efi", nvram="/r/nvram.fd")
+    root = ET.fromstring(build_domain_xml(repo_root / "vms/domain.xml", through_firmware))
+    os_el = root.find("os")
+    assert os_el.get("firmware") == "efi" and os_el.find("kernel") is None and os_el.find("cmdline") is None
+    assert os_el.find("nvram").text == "/r/nvram.fd" and os_el.find("boot").get("dev") == "hd"
+    assert os_el.find("firmware/feature").get("name") == "secure-boot" and os_el.find("firmware/feature").get("enabled") == "no"
+    assert root.find("on_reboot").text == "restart"  # cloud-init may reboot the guest
+    slof = ET.fromstring(build_domain_xml(repo_root / "vms/domain.xml", replace(spec("ppc64el"), kernel="", initrd="", cmdline="")))
+    assert slof.find("os").get("firmware") is None and slof.find("os/boot").get("dev") == "hd"  # the machine's own firmware
+
+
+def test_the_nocloud_seed_only_starts_the_agent(tmp_path):
+    import subprocess
+
+    import yaml
+
+    from harness.hosts.nocloud import make_seed, user_data
+
+    config = yaml.safe_load(user_data())
+    assert user_data().startswith("#cloud-config\n") and set(config) == {"bootcmd", "runcmd"}
+    assert "qemu-guest-agent" in config["runcmd"][0][2]
+    seed = make_seed(tmp_path / "seed", "run-1-h", "h")
+    label = subprocess.run(["xorriso", "-indev", str(seed), "-pvd_info"], capture_output=True, text=True).stdout
+    assert "Volume Id    : cidata" in label, label

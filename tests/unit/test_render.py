@@ -97,3 +97,33 @@ def test_why_a_references_facts_are_missing_is_shown(tmp_path):
                                            facts_error="registry https://registry.example.com: GET /v2/vendor/app/manifests/2.1 gave 401: {} (the registry wants credentials; the harness reads anonymously)")
     html = render_report(results, tmp_path).read_text()
     assert "gave 401" in html and "the registry wants credentials" in html
+
+
+def test_a_disk_image_host_shows_its_own_settings(tmp_path):
+    from harness.config.model import HostKind
+
+    results = results_with(CellResult("h1", "img-a", "useradd", "pass", 1))
+    results.hosts["h1"] = HostRecord("h1", "rhel-9.4", "amd64", "podman", "crun", kind=HostKind.DISK, settings={"disk": "rhel-9.4.qcow2"}, facts=HostFacts(raw={"firmware": "uefi"}))
+    results.hosts["h2"].settings = {"kernel": "trixie", "cgroup": "v1", "lsm": "apparmor"}
+    html = render_report(results, tmp_path).read_text()
+    assert "VM from a disk image · rhel-9.4" in html and "disk rhel-9.4.qcow2" in html
+    assert "kernel trixie · cgroup v1 · lsm apparmor" in html
+
+
+def test_a_live_render_that_fails_warns_and_the_run_goes_on(tmp_path, monkeypatch):
+    import types
+
+    import pytest
+
+    from harness import pytest_plugin
+
+    recorder = pytest_plugin.ResultsRecorder(types.SimpleNamespace(option=types.SimpleNamespace(reports=str(tmp_path))))
+    recorder.results = results_with(CellResult("h1", "img-a", "useradd", "pass", 1))
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("a template bug")
+
+    monkeypatch.setattr(pytest_plugin, "render_report", broken)
+    with pytest.warns(UserWarning, match="not updated until the run ends: ValueError: a template bug"):
+        recorder._render_live()
+    recorder._render_live()  # not tried again: no second warning, no exception

@@ -93,7 +93,7 @@ def test_the_schemas_value_lists_are_the_enums(tmp_path):
     defs = results_schema()["$defs"]
     assert defs["outcome"]["enum"] == [o.value for o in Outcome]
     assert defs["pair_class"]["enum"] == [c.value for c in PairClass]
-    assert defs["host_kind"]["enum"] == ["vm", "engine"] == [k.value for k in HostKind]
+    assert defs["host_kind"]["enum"] == ["vm", "disk", "engine"] == [k.value for k in HostKind]
     assert defs["delivery_method"]["enum"] == [m.value for m in DeliveryMethod]
     data = sample().to_json()
     data["cells"]["h1/img/useradd"]["outcome"] = "passed-ish"

@@ -237,3 +237,36 @@ def test_harness_init_writes_a_matrix_that_validates_as_written(tmp_path):
     assert check.returncode == 0 and "1 hosts x 1 images x 1 scenarios = 1 cells" in check.stdout, check.stderr
     again = subprocess.run([sys.executable, "-m", "harness.cli", "init", str(tmp_path / "mine")], capture_output=True, text=True)
     assert again.returncode == 2 and "exists; nothing written" in again.stderr
+
+
+def disk_matrix(matrix_dir, host: str) -> str:
+    return GOOD.replace("  - name: h2\n    release: trixie\n    arch: arm64\n    engine: podman\n    runtime: runc\n", host)
+
+
+def test_a_host_naming_a_disk_image_is_a_disk_host_relative_to_the_matrix(matrix_dir):
+    (matrix_dir / "disks").mkdir()
+    (matrix_dir / "disks" / "rhel.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 600)
+    (matrix_dir / "disks" / "plain.raw").write_bytes(b"\0" * 510 + b"\x55\xaa")
+    text = disk_matrix(matrix_dir, "  - {name: h2, image: disks/rhel.qcow2, arch: arm64, release: rhel-9.4}\n  - {name: h3, kind: disk, image: disks/plain.raw, arch: amd64, engine: docker}\n")
+    matrix = load_matrix(write_matrix(matrix_dir, text))
+    h2, h3 = matrix.host("h2"), matrix.host("h3")
+    assert h2.kind == "disk" and h2.image == str(matrix_dir / "disks" / "rhel.qcow2") and h2.image_format == "qcow2" and h2.release == "rhel-9.4"
+    assert h3.image_format == "raw" and h3.engine == "docker" and h3.release == ""
+    assert {h.name for h in matrix.vm_hosts()} == {"h1", "h2", "h3"} and matrix.vm_arches() == ["amd64", "arm64"]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("kernel: trixie", "hosts[1].kernel: kernel: a disk-image host boots the kernel its disk has"),
+    ("cgroup: v1", "hosts[1].cgroup: cgroup: a disk-image host's kernel command line belongs to its own boot loader"),
+    ("lsm: selinux", "hosts[1].lsm: lsm: a disk-image host keeps the LSM its distribution set up"),
+])
+def test_a_setting_a_disk_host_cannot_take_says_why(matrix_dir, extra, expected):
+    (matrix_dir / "d.qcow2").write_bytes(b"QFI\xfb")
+    found = problems_of(write_matrix(matrix_dir, disk_matrix(matrix_dir, f"  - {{name: h2, image: d.qcow2, arch: amd64, {extra}}}\n")))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_file_that_is_not_a_disk_is_named(matrix_dir):
+    (matrix_dir / "notes.txt").write_text("not a disk\n")
+    found = problems_of(write_matrix(matrix_dir, disk_matrix(matrix_dir, "  - {name: h2, image: notes.txt, arch: amd64}\n")))
+    assert len(found) == 1 and "hosts[1].image: host 'h2':" in found[0] and "notes.txt is not a disk image" in found[0], found

@@ -8,14 +8,23 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from harness.config.kinds.disk import DiskHostSpec
 from harness.config.kinds.engine import EngineHostSpec
 from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostKind, HostSpec, Machine
 
 # The registration point: kind -> its spec class (which parses its entries and names its schema).
-KINDS: dict[HostKind, type[HostSpec]] = {HostKind.VM: VmHostSpec, HostKind.ENGINE: EngineHostSpec}
-# An entry without `kind:` is a VM host.
+KINDS: dict[HostKind, type[HostSpec]] = {HostKind.VM: VmHostSpec, HostKind.DISK: DiskHostSpec, HostKind.ENGINE: EngineHostSpec}
+# An entry without `kind:` is a VM host, built by the harness; or, when it names a disk `image:`,
+# a VM booted from that disk.
 DEFAULT_KIND = HostKind.VM
+IMPLIED_BY = {HostKind.DISK: "image"}
+
+
+def kind_of(entry: dict) -> HostKind:
+    if "kind" in entry:
+        return HostKind(entry["kind"])
+    return next((kind for kind, key in IMPLIED_BY.items() if key in entry), DEFAULT_KIND)
 
 
 def schema_part(kind: HostKind) -> dict:
@@ -27,8 +36,10 @@ def host_schema() -> dict:
     reported against that kind's keys, not as "matches none of")."""
     schema: dict = {"$ref": f"#/$defs/{DEFAULT_KIND.value}_host"}
     for kind in reversed([k for k in KINDS if k != DEFAULT_KIND]):
+        named = {"type": "object", "required": ["kind"], "properties": {"kind": {"const": kind.value}}}
+        implied = [{"type": "object", "required": [IMPLIED_BY[kind]], "not": {"required": ["kind"]}}] if kind in IMPLIED_BY else []
         schema = {
-            "if": {"type": "object", "required": ["kind"], "properties": {"kind": {"const": kind.value}}},
+            "if": {"anyOf": [named, *implied]} if implied else named,
             "then": {"$ref": f"#/$defs/{kind.value}_host"},
             "else": schema,
         }
@@ -45,5 +56,5 @@ def with_host_kinds(schema: dict) -> dict:
 
 
 def parse_host(entry: dict, defaults: Machine) -> HostSpec:
-    kind = HostKind(entry.get("kind", DEFAULT_KIND))
+    kind = kind_of(entry)
     return KINDS[kind].from_entry(entry, defaults.merged(entry.get("machine", {})))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from harness.config.model import HostKind
 from harness.hosts.kinds.base import HostKindDriver
+from harness.hosts.kinds.disk import DiskKind
 from harness.hosts.kinds.engine import EngineKind
 from harness.hosts.kinds.vm import VmKind
 
-DRIVERS: dict[HostKind, type[HostKindDriver]] = {HostKind.VM: VmKind, HostKind.ENGINE: EngineKind}
+DRIVERS: dict[HostKind, type[HostKindDriver]] = {HostKind.VM: VmKind, HostKind.DISK: DiskKind, HostKind.ENGINE: EngineKind}

@@ -17,7 +17,7 @@ from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
 from harness.hosts.hypervisors import HypervisorPool
 from harness.hosts.initramfs import cached_base
 from harness.hosts.kinds.base import HostKindDriver
-from harness.hosts.libvirt import LibvirtHost, boot_cmdline, connect
+from harness.hosts.libvirt import BuiltHost, boot_cmdline, connect
 from harness.hosts.provider import Host, HostError
 from harness.runs import Cleaned, claim, lives
 from harness.setup.doctor import problems
@@ -48,7 +48,7 @@ class VmKind(HostKindDriver):
         except libvirt.libvirtError as exc:
             slot.release()
             raise HostError(f"host {spec.name}: hypervisor {hypervisor.name} has no storage for it: {exc.get_error_message()}") from None
-        return LibvirtHost(spec, build, base, slot, self.matrix.vms_dir, workdir, self.run.run_id, hypervisor.verdicts(cache_root), files)
+        return BuiltHost(spec, build, base, slot, self.matrix.vms_dir, workdir, self.run.run_id, hypervisor.verdicts(cache_root), files)
 
     def lose_hypervisor(self, name: str, why: str) -> None:
         self.pool.forget(name, why)

@@ -1,0 +1,117 @@
+"""A host booted from a disk image the user brought: any distribution's cloud image, through its
+firmware (UEFI on amd64 and arm64, SLOF on ppc64el, the s390x loader) and its own boot loader.
+
+The disk is never written: each boot runs on a throw-away overlay. A NoCloud seed starts the guest
+agent (hosts/nocloud.py); through the agent the harness then mounts the delivery disk, finds the
+engine the disk has, tells it the run's registries, and reads the same facts as on built hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from harness.config.kinds.disk import DiskHostSpec
+from harness.config.model import HostKind
+from harness.engines.docker import engine_cli
+from harness.hosts.accel import AccelVerdicts
+from harness.hosts.domain import Disk
+from harness.hosts.files import HostFiles
+from harness.hosts.hypervisors import Slot
+from harness.hosts.libvirt import PAYLOAD_ROOT, Boot, LibvirtHost
+from harness.hosts.nocloud import make_seed
+from harness.hosts.platform import PLATFORMS
+from harness.hosts.provider import HostError
+from harness.results.model import HostRecord
+
+# The delivery disk (hosts/libvirt.py labels it "payload"), mounted where the engine commands look
+# for scenarios; on an SELinux guest labelled as a shared container volume, as built hosts do.
+MOUNT_PAYLOAD = (
+    'mkdir -p "$1" && { mountpoint -q "$1" || '
+    'if [ -e /sys/fs/selinux/enforce ]; then mount -o ro,context=system_u:object_r:container_file_t:s0 LABEL=payload "$1"; '
+    'else mount -o ro LABEL=payload "$1"; fi; }'
+)
+ENGINES = 'for e in podman docker; do command -v "$e" >/dev/null && echo "$e"; done; true'
+OS_RELEASE = '. /etc/os-release && echo "${ID:-linux}-${VERSION_ID:-}"'
+
+
+def virtual_size(path: Path) -> int:
+    """The disk's size as the guest sees it (a qcow2 file is smaller than its disk)."""
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(path)], capture_output=True, text=True)
+    if info.returncode != 0:
+        raise HostError(f"{path} is not a disk image qemu-img can read: {info.stderr.strip()[-300:]}")
+    return int(json.loads(info.stdout)["virtual-size"])
+
+
+class DiskHost(LibvirtHost):
+    spec: DiskHostSpec
+
+    def __init__(self, spec: DiskHostSpec, disk: Path, digest: str, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
+        record = HostRecord(
+            name=spec.name,
+            release=spec.release,
+            arch=spec.arch,
+            engine=spec.engine,
+            runtime=spec.runtime,
+            kind=HostKind.DISK,
+            recipe_digest=digest,
+            settings=spec.settings(),
+            hypervisor=slot.hypervisor.name,
+        )
+        super().__init__(spec, record, slot, vms_dir, workdir, run_id, verdicts, files)
+        self.disk, self.digest = disk, digest
+        self.plain_http: list[str] = []
+
+    def _engine_files(self, plain_http: list[str]) -> dict[str, str]:
+        self.plain_http = plain_http  # told to the engine through the agent once the guest runs
+        return {}
+
+    def _boot(self) -> Boot:
+        seed = make_seed(self.workdir / "seed", f"{self.run_id}-{self.name}", self.name)
+        return Boot(
+            root=self.files.cached(self.disk, f"disk-{self.digest}"),
+            root_size=virtual_size(self.disk),
+            root_format=self.spec.image_format,
+            firmware=PLATFORMS[self.spec.arch].firmware,
+            nvram=self.files.scratch("nvram.fd") if PLATFORMS[self.spec.arch].firmware else "",
+            disks=(Disk(self.files.own(seed), "raw", readonly=True),),
+        )
+
+    def _must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
+        done = self.run(argv, 120 * self.time_scale, stdin)
+        if done.exit_code != 0:
+            raise HostError(f"host {self.name}: {what} failed (exit {done.exit_code}): {(done.stderr or done.stdout).strip()[-300:]}")
+        return done.stdout.strip()
+
+    def _ready(self, timeout: float) -> None:
+        """The guest runs and its agent answers: deliveries mounted, engine found and configured."""
+        self._must(["sh", "-c", MOUNT_PAYLOAD, "mount", PAYLOAD_ROOT], "mounting the delivery disk")
+        if not self.record.release:
+            self.record.release = self._must(["sh", "-c", OS_RELEASE], "reading /etc/os-release")
+        found = self._must(["sh", "-c", ENGINES], "looking for an engine").split()
+        engine = self.spec.engine or (found[0] if found else "")
+        if engine not in found:
+            has = f"it has {', '.join(found)}" if found else "it has neither podman nor docker"
+            raise HostError(f"host {self.name}: its disk {self.disk} has no {engine or 'container engine'} ({has})")
+        if engine == "docker":
+            self._allow_plain_http()
+        self.engine = engine_cli(engine, self.spec.runtime or ("crun" if engine == "podman" else "runc"))
+        self.record.engine = engine
+        super()._ready(timeout)
+        if not self.record.runtime:
+            runtime = ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"] if engine == "podman" else ["docker", "info", "--format", "{{.DefaultRuntime}}"]
+            self.record.runtime = self._must(runtime, "asking the engine for its OCI runtime")
+            self.engine = engine_cli(engine, self.record.runtime)
+
+    def _allow_plain_http(self) -> None:
+        """dockerd reaches a registry over plain HTTP only when its daemon.json lists it: the disk's
+        own daemon.json, with the run's registries added, then dockerd restarted."""
+        said = self._must(["sh", "-c", "cat /etc/docker/daemon.json 2>/dev/null || echo '{}'"], "reading dockerd's daemon.json")
+        try:
+            daemon = json.loads(said or "{}")
+        except json.JSONDecodeError as exc:
+            raise HostError(f"host {self.name}: its /etc/docker/daemon.json is not JSON: {exc}") from None
+        daemon["insecure-registries"] = sorted(set(daemon.get("insecure-registries", [])) | set(self.plain_http))
+        self._must(["sh", "-c", "mkdir -p /etc/docker && cat > /etc/docker/daemon.json"], "writing dockerd's daemon.json", json.dumps(daemon, indent=1).encode())
+        self._must(["sh", "-c", "systemctl restart docker.service || service docker restart"], "restarting dockerd")
