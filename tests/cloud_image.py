@@ -18,7 +18,7 @@ from harness.cache import BuildCache, digest_of
 from harness.config.model import DEFAULT_MIRROR
 from harness.mmdebstrap import mmdebstrap_argv, run_logged
 
-FORMAT = 1
+FORMAT = 2
 ESP_MIB = 64
 FREE_MIB = 3072  # room for images and containers
 ROOT_UUID = "6a4b0c52-1d2e-4f3a-9b8c-0d1e2f3a4b5c"  # fixed, so the disk's recipe says everything
@@ -28,11 +28,11 @@ EFI = {  # Debian arch -> (GRUB platform, removable-media file name, serial cons
     "arm64": ("arm64-efi", "BOOTAA64.EFI", "ttyAMA0"),
 }
 PACKAGES = {
-    "amd64": ["linux-image-cloud-amd64", "grub-efi-amd64-bin"],
-    "arm64": ["linux-image-cloud-arm64", "grub-efi-arm64-bin"],
+    "amd64": ["linux-image-cloud-amd64", "grub-efi-amd64-bin", "grub2-common"],
+    "arm64": ["linux-image-cloud-arm64", "grub-efi-arm64-bin", "grub2-common"],
 }
 COMMON = [
-    "systemd-sysv", "udev", "initramfs-tools", "cloud-init", "qemu-guest-agent",
+    "systemd-sysv", "udev", "dbus", "initramfs-tools", "cloud-init", "qemu-guest-agent",
     "podman", "conmon", "catatonit", "crun", "iproute2", "procps", "kmod", "util-linux", "mount", "e2fsprogs",
 ]
 GRUB_MODULES = "part_gpt fat ext2 normal linux search search_fs_uuid configfile echo gzio test efi_gop"
@@ -55,6 +55,11 @@ def cloud_image(cache_root: Path, release: str, arch: str, mirror: str = DEFAULT
         if not (rootfs / "boot" / initrd).exists():
             run_logged(["chroot", str(rootfs), "update-initramfs", "-c", "-k", kernel.removeprefix("vmlinuz-")], log, "initramfs")
         (rootfs / "boot/grub").mkdir(parents=True, exist_ok=True)
+        # As grub-install leaves it: the modules beside grub.cfg, and /etc/default/grub for
+        # update-grub, which rewrites grub.cfg in the running guest (the harness's cgroup setting).
+        shutil.copytree(rootfs / "usr/lib/grub" / platform, rootfs / "boot/grub" / platform)
+        (rootfs / "etc/default/grub").write_text(
+            f'GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=Debian\nGRUB_CMDLINE_LINUX_DEFAULT="console={console} panic=1"\nGRUB_CMDLINE_LINUX=""\nGRUB_DISABLE_OS_PROBER=true\n')
         (rootfs / "boot/grub/grub.cfg").write_text(
             "set timeout=0\n"
             f"linux /boot/{kernel} root=UUID={ROOT_UUID} ro console={console} panic=1\n"

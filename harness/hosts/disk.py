@@ -23,6 +23,7 @@ from harness.hosts.libvirt import PAYLOAD_ROOT, Boot, LibvirtHost
 from harness.hosts.nocloud import make_seed
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import HostError
+from harness.hosts.wait import CommandSucceeds
 from harness.results.model import HostRecord
 
 # The delivery disk (hosts/libvirt.py labels it "payload"), mounted where the engine commands look
@@ -34,6 +35,25 @@ MOUNT_PAYLOAD = (
 )
 ENGINES = 'for e in podman docker; do command -v "$e" >/dev/null && echo "$e"; done; true'
 OS_RELEASE = '. /etc/os-release && echo "${ID:-linux}-${VERSION_ID:-}"'
+# Words for the kernel command line, through the disk's own boot loader configuration, as its
+# distribution does it: grubby (RHEL, Fedora), else a GRUB drop-in and update-grub or grub-mkconfig
+# (Debian, Ubuntu, SUSE). Exit 3: the disk has none of them.
+SET_CMDLINE = r"""
+words="$1"
+if command -v grubby >/dev/null; then
+    grubby --update-kernel=ALL --args="$words"
+elif command -v update-grub >/dev/null || command -v grub-mkconfig >/dev/null || command -v grub2-mkconfig >/dev/null; then
+    mkdir -p /etc/default/grub.d
+    printf 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX %s"\n' "$words" > /etc/default/grub.d/99-container-matrix-harness.cfg
+    if command -v update-grub >/dev/null; then update-grub
+    elif command -v grub2-mkconfig >/dev/null; then grub2-mkconfig -o "$(ls /boot/grub2/grub.cfg 2>/dev/null || echo /boot/grub/grub.cfg)"
+    else grub-mkconfig -o /boot/grub/grub.cfg; fi
+else
+    echo "the disk has neither grubby nor update-grub nor grub-mkconfig" >&2; exit 3
+fi
+"""
+BOOT_ID = ["cat", "/proc/sys/kernel/random/boot_id"]
+CGROUP_FS = {"v1": "tmpfs", "v2": "cgroup2fs"}
 
 
 def virtual_size(path: Path) -> int:
@@ -85,7 +105,9 @@ class DiskHost(LibvirtHost):
         return done.stdout.strip()
 
     def _ready(self, timeout: float) -> None:
-        """The guest runs and its agent answers: deliveries mounted, engine found and configured."""
+        """The guest runs and its agent answers: its kernel command line set, deliveries mounted,
+        engine found and configured."""
+        self._set_cmdline(timeout)
         self._must(["sh", "-c", MOUNT_PAYLOAD, "mount", PAYLOAD_ROOT], "mounting the delivery disk")
         if not self.record.release:
             self.record.release = self._must(["sh", "-c", OS_RELEASE], "reading /etc/os-release")
@@ -103,6 +125,32 @@ class DiskHost(LibvirtHost):
             runtime = ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"] if engine == "podman" else ["docker", "info", "--format", "{{.DefaultRuntime}}"]
             self.record.runtime = self._must(runtime, "asking the engine for its OCI runtime")
             self.engine = engine_cli(engine, self.record.runtime)
+
+    def _set_cmdline(self, timeout: float) -> None:
+        """The matrix's settings that live on the kernel command line (cgroup mode, its own words),
+        written into the disk's boot loader configuration (on the overlay), then one reboot; what
+        the guest booted with afterwards is checked, so a setting its distribution ignores is a host
+        error rather than a silent no-op."""
+        words = self.spec.cmdline_words()
+        cmdline = self._must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
+        if all(word in cmdline for word in words):
+            return self._check_cgroup()
+        self._must(["sh", "-c", SET_CMDLINE, "set-cmdline", " ".join(words)], f"adding {' '.join(words)!r} to the kernel command line")
+        before = self._must(BOOT_ID, "reading the boot id")
+        self._must(["sh", "-c", "(sleep 1; systemctl reboot || reboot) >/dev/null 2>&1 &"], "rebooting")
+        booted = ["sh", "-c", '[ "$(cat /proc/sys/kernel/random/boot_id)" != "$1" ]', "boot-id", before]
+        CommandSucceeds(self.agent, booted).wait_until_ready(self.domain, timeout)
+        cmdline = self._must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
+        if missing := [word for word in words if word not in cmdline]:
+            raise HostError(f"host {self.name}: its boot loader was told {' '.join(words)!r}, but the kernel booted without {' '.join(missing)!r}: {' '.join(cmdline)}")
+        self._check_cgroup()
+
+    def _check_cgroup(self) -> None:
+        if not self.spec.cgroup:
+            return
+        fs = self._must(["stat", "-fc", "%T", "/sys/fs/cgroup"], "reading the cgroup file system")
+        if fs != CGROUP_FS[self.spec.cgroup]:
+            raise HostError(f"host {self.name}: cgroup {self.spec.cgroup} was set on its kernel command line, but its init mounted {fs} on /sys/fs/cgroup (systemd 256 and later refuse the v1 hierarchy)")
 
     def _allow_plain_http(self) -> None:
         """dockerd reaches a registry over plain HTTP only when its daemon.json lists it: the disk's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,6 +54,15 @@ def _make_payload_disk(payload: Path, image: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+# Terminal control sequences (firmware and systemd colour and clear the screen): noise in a message.
+_ESCAPES = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\r")
+
+
+def readable(console: str) -> str:
+    """Console output as a message can quote it: without terminal control sequences."""
+    return _ESCAPES.sub("", console)
 
 
 def guest_vcpus(asked: int | None, share: int, accel: str) -> int:
@@ -199,7 +209,7 @@ class LibvirtHost(Host):
         return HypervisorLost(f"{message} (hypervisor {hypervisor.name} stopped answering)", hypervisor.name)
 
     def console_tail(self) -> str:
-        lines = self.files.console_text().splitlines()[-CONSOLE_TAIL_LINES:]
+        lines = [line for line in readable(self.files.console_text()).splitlines() if line.strip()][-CONSOLE_TAIL_LINES:]
         if not lines:
             return "\n(no console output)"
         return "\nlast console lines:\n" + "\n".join(lines)

@@ -136,3 +136,10 @@ def test_the_nocloud_seed_only_starts_the_agent(tmp_path):
     seed = make_seed(tmp_path / "seed", "run-1-h", "h")
     label = subprocess.run(["xorriso", "-indev", str(seed), "-pvd_info"], capture_output=True, text=True).stdout
     assert "Volume Id    : cidata" in label, label
+
+
+def test_console_lines_quoted_in_messages_lose_terminal_control_sequences():
+    from harness.hosts.libvirt import readable
+
+    ovmf = "\x1b[2J\x1b[01;01H\x1b[=3hBdsDxe: failed to load Boot0001\r\n\x1b[1m\x1b[33m\x1b[40mShell> \x1b[0m"
+    assert readable(ovmf) == "BdsDxe: failed to load Boot0001\nShell> "

@@ -247,17 +247,18 @@ def test_a_host_naming_a_disk_image_is_a_disk_host_relative_to_the_matrix(matrix
     (matrix_dir / "disks").mkdir()
     (matrix_dir / "disks" / "rhel.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 600)
     (matrix_dir / "disks" / "plain.raw").write_bytes(b"\0" * 510 + b"\x55\xaa")
-    text = disk_matrix(matrix_dir, "  - {name: h2, image: disks/rhel.qcow2, arch: arm64, release: rhel-9.4}\n  - {name: h3, kind: disk, image: disks/plain.raw, arch: amd64, engine: docker}\n")
+    text = disk_matrix(matrix_dir, "  - {name: h2, image: disks/rhel.qcow2, arch: arm64, release: rhel-9.4}\n  - {name: h3, kind: disk, image: disks/plain.raw, arch: amd64, engine: docker}\n  - {name: h4, image: disks/plain.raw, arch: amd64, cgroup: v1, kernel_cmdline: quiet}\n")
     matrix = load_matrix(write_matrix(matrix_dir, text))
     h2, h3 = matrix.host("h2"), matrix.host("h3")
     assert h2.kind == "disk" and h2.image == str(matrix_dir / "disks" / "rhel.qcow2") and h2.image_format == "qcow2" and h2.release == "rhel-9.4"
-    assert h3.image_format == "raw" and h3.engine == "docker" and h3.release == ""
-    assert {h.name for h in matrix.vm_hosts()} == {"h1", "h2", "h3"} and matrix.vm_arches() == ["amd64", "arm64"]
+    assert h3.image_format == "raw" and h3.engine == "docker" and h3.release == "" and h3.cmdline_words() == []
+    assert matrix.host("h4").cmdline_words() == ["systemd.unified_cgroup_hierarchy=0", "quiet"] and matrix.host("h4").settings()["cgroup"] == "v1"
+    assert {h.name for h in matrix.vm_hosts()} == {"h1", "h2", "h3", "h4"} and matrix.vm_arches() == ["amd64", "arm64"]
 
 
 @pytest.mark.parametrize("extra, expected", [
     ("kernel: trixie", "hosts[1].kernel: kernel: a disk-image host boots the kernel its disk has"),
-    ("cgroup: v1", "hosts[1].cgroup: cgroup: a disk-image host's kernel command line belongs to its own boot loader"),
+    ("extra_packages: [strace]", "hosts[1].extra_packages: extra_packages: a disk-image host is not built by the harness"),
     ("lsm: selinux", "hosts[1].lsm: lsm: a disk-image host keeps the LSM its distribution set up"),
 ])
 def test_a_setting_a_disk_host_cannot_take_says_why(matrix_dir, extra, expected):

@@ -33,9 +33,16 @@ class DiskHostSpec(HostSpec):
     image: str = ""  # absolute path of the qcow2 or raw disk
     image_format: str = "qcow2"
     cpu: str | None = None
+    cgroup: str = ""  # "": as the disk boots; "v1" or "v2" set through its boot loader
+    kernel_cmdline: str = ""
 
     def settings(self) -> dict[str, str]:
-        return {"disk": Path(self.image).name, **({"cpu": self.cpu} if self.cpu else {})}
+        return {"disk": Path(self.image).name, **({"cgroup": self.cgroup} if self.cgroup else {}), **({"cpu": self.cpu} if self.cpu else {})}
+
+    def cmdline_words(self) -> list[str]:
+        """What the disk's kernel command line must have for this host's settings."""
+        cgroup = {"v1": ["systemd.unified_cgroup_hierarchy=0"], "v2": ["systemd.unified_cgroup_hierarchy=1"]}.get(self.cgroup, [])
+        return [*cgroup, *self.kernel_cmdline.split()]
 
     @classmethod
     def from_entry(cls, h: dict, machine: Machine) -> "DiskHostSpec":
@@ -56,4 +63,6 @@ class DiskHostSpec(HostSpec):
             image=str(image),
             image_format=fmt,
             cpu=h.get("cpu"),
+            cgroup=h.get("cgroup", ""),
+            kernel_cmdline=h.get("kernel_cmdline", ""),
         )

@@ -1,0 +1,54 @@
+"""Disk-image hosts CI leaves out (marker `slow`): the cloud-image-like disk built for arm64 and
+booted under emulation through AAVMF, and an amd64 one given `cgroup: v1`, which the harness sets
+through the disk's own boot loader (update-grub in the guest) and a reboot. Facts read from the
+guests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.cache import default_root
+from tests.cloud_image import cloud_image
+from tests.conftest import BOOKWORM_IMAGE
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("slow-disks")
+    arm64, amd64 = cloud_image(default_root(), "bookworm", "arm64"), cloud_image(default_root(), "bookworm", "amd64")
+    (directory / "matrix.yaml").write_text(f"""
+version: 1
+retries: 0
+hosts:
+  - {{name: cloud-arm64, image: {arm64}, arch: arm64}}
+  - {{name: cloud-cgroup1, image: {amd64}, arch: amd64, cgroup: v1}}
+images:{BOOKWORM_IMAGE}scenarios: [useradd, threads]
+""")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "matrix.yaml", f"--run-id=slowdisk-{os.getpid()}", "--quiet", "--no-blame"],
+                          cwd=directory, capture_output=True, text=True)
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return proc, json.loads((directory / "reports" / "results.json").read_text())
+
+
+def test_an_arm64_cloud_image_boots_through_aavmf_and_runs_its_cells(run):
+    proc, data = run
+    host = data["hosts"]["cloud-arm64"]
+    assert host["error"] == "" and host["facts"]["raw"]["firmware"] == "uefi" and host["facts"]["raw"]["machine"] == "aarch64", host
+    for scenario in ("useradd", "threads"):
+        assert data["cells"][f"cloud-arm64/debian-bookworm/{scenario}"]["outcome"] == "pass", proc.stdout[-3000:]
+
+
+def test_cgroup_v1_is_set_through_the_disks_boot_loader(run):
+    _, data = run
+    host = data["hosts"]["cloud-cgroup1"]
+    raw = host["facts"]["raw"]
+    assert host["error"] == "" and raw["cgroup"] == "v1" and "systemd.unified_cgroup_hierarchy=0" in raw["cmdline"], host
+    assert host["settings"]["cgroup"] == "v1"
+    assert data["cells"]["cloud-cgroup1/debian-bookworm/useradd"]["outcome"] == "pass"
