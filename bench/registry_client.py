@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from harness.cache import BuildCache, default_root
@@ -48,24 +49,30 @@ def main() -> int:
     args = parser.parse_args()
     matrix = load_matrix(Path(__file__).resolve().parent.parent / "matrix.yaml")
     build, _ = build_image(matrix.image("debian-bookworm"), "amd64", matrix.mirror, BuildCache(default_root(), "images"))
-    server = RegistryServer(default_root() / "bench-registry", addr="127.0.0.1:5099")
-    url = server.start()
-    host = url.removeprefix("http://")
-    client = RegistryClient(url)
     times: dict[str, list[float]] = {}
-    try:
-        for _ in range(args.runs):
-            mine, theirs = f"bench/client-{uuid.uuid4().hex[:8]}", f"bench/skopeo-{uuid.uuid4().hex[:8]}"
+    for run in range(args.runs):
+        # Cold means cold: an empty registry for each tool, and no skopeo blob-info cache (which
+        # would let it mount blobs it saw before instead of uploading them).
+        work = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+        for cache in (Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"), Path.home() / ".local/share/containers/cache/blob-info-cache-v1.boltdb"):
+            cache.unlink(missing_ok=True)
+        servers = [RegistryServer(work / "client", addr="127.0.0.1:5098"), RegistryServer(work / "skopeo", addr="127.0.0.1:5099")]
+        url, host = servers[0].start(), servers[1].start().removeprefix("http://")
+        client = RegistryClient(url)
+        try:
+            mine, theirs = "bench/client", "bench/skopeo"
             pushed = []
             times.setdefault("push cold, client", []).append(timed(lambda: pushed.append(client.push_archive(mine, build.archive, "amd64")) or client.tag_manifest(mine, "1", pushed[0])))
             times.setdefault("push cold, skopeo", []).append(timed(lambda: skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{build.archive}", f"docker://{host}/{theirs}:1")))
             times.setdefault("push warm, client", []).append(timed(lambda: client.tag_manifest(mine, "2", client.push_archive(mine, build.archive, "amd64"))))
             times.setdefault("push warm, skopeo", []).append(timed(lambda: skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{build.archive}", f"docker://{host}/{theirs}:2")))
-            times.setdefault("inspect, client", []).append(timed(lambda: describe(f"{host}/{mine}:1", tls_verify=False)))
+            times.setdefault("inspect, client", []).append(timed(lambda: describe(f"{url.removeprefix('http://')}/{mine}:1", tls_verify=False)))
             times.setdefault("inspect, skopeo", []).append(timed(lambda: (skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{host}/{theirs}:1"),
                                                                            skopeo("inspect", "--tls-verify=false", "--config", f"docker://{host}/{theirs}:1"))))
-    finally:
-        server.stop()
+        finally:
+            for server in servers:
+                server.stop()
+            shutil.rmtree(work)
     medians = {name: statistics.median(values) for name, values in times.items()}
     size = build.archive.stat().st_size / 2**20
     print(f"image: debian-bookworm amd64, {size:.0f} MiB archive; {args.runs} runs each")
