@@ -42,14 +42,17 @@ class Swap:
     what: str  # as the report says it: "seccomp=unconfined", "runtime runc"
     security_opt: tuple[str, ...] = ()
     runtime: str | None = None
+    rootless: bool = False
 
     def apply(self, scenario: ScenarioSpec) -> ScenarioSpec:
         """The scenario as the swap runs it (an image swap changes the delivery, not the scenario)."""
-        options = replace(scenario.options, security_opt=scenario.options.security_opt + self.security_opt, runtime=self.runtime or scenario.options.runtime)
+        options = replace(scenario.options, security_opt=scenario.options.security_opt + self.security_opt,
+                          runtime=self.runtime or scenario.options.runtime, rootless=self.rootless or scenario.options.rootless)
         return replace(scenario, options=options)
 
 
 UNCHANGED = Swap(Layer.UNCHANGED, "")
+ROOTLESS = Swap(Layer.ROOTLESS, "rootless", rootless=True)
 _RELEASED = object()  # a pattern's claim given up by the worker that held it
 _ELSEWHERE = object()  # another worker's verdict that does not hold on this host
 
@@ -71,6 +74,8 @@ def swaps_for(host: Host) -> list[Swap]:
     others = [r for r in host.runtimes() if r != host.record.runtime and r in ("crun", "runc")]
     if others:
         swaps.append(Swap(Layer.RUNTIME, f"runtime {others[0]}", runtime=others[0]))
+    if host.allows_rootless():  # the dearest: the image is pulled again, into the user's own store
+        swaps.append(ROOTLESS)
     return swaps
 
 
@@ -203,6 +208,7 @@ class Blamer:
         rerun = self._experiment(host, delivery, scenario, UNCHANGED, timeout)
         if rerun.outcome.passed:
             return Verdict(Layer.FLAKY, "flaky: failed, then passed when run again unchanged", [failed.key], [rerun])
+        swaps = [s for s in swaps if not (s.rootless and scenario.mode == "service")]  # a service's exec and removal stay root's
         tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in swaps]
         fixes = [(s, e) for s, e in zip(swaps, tried) if e.outcome.passed]
         verdict = self._verdict(failed, [rerun, *tried], fixes)
@@ -350,6 +356,10 @@ class Blamer:
         self.spent += 1
         self.progress(host.name, f"{scenario.name}: {swap.what or 'run again unchanged'} (experiment {self.spent} of at most {self.budget})")
         started = time.monotonic()
+        if swap.rootless and (stored := host.rootless_store(delivery, timeout)).exit_code != 0:
+            said = (stored.stdout + stored.stderr).strip()[-1500:]
+            return Experiment(swap.layer, swap.what, stored.argv, Outcome.ERROR, stored.exit_code, round(stored.duration, 3),
+                              f"the image could not be put into the unprivileged user's store, so nothing was learnt:\n{said}")
         run: ExecRecord = host.run_scenario(delivery.image_id, swap.apply(scenario), timeout)
         outcome, message = judge(run)
         denials = host.denials_since(time.monotonic() - started)

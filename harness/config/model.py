@@ -168,6 +168,7 @@ class ScenarioOptions:
     # security options (seccomp=unconfined, apparmor=unconfined, label=disable) and another runtime.
     security_opt: tuple[str, ...] = ()
     runtime: str | None = None
+    rootless: bool = False  # run by the host's unprivileged user (podman's rootless mode)
 
 
 @dataclass(frozen=True)

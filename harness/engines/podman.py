@@ -25,6 +25,18 @@ def option_flags(options: ScenarioOptions) -> list[str]:
     return flags
 
 
+# The unprivileged user of every podman host the harness builds (hosts/build.py), with its
+# subordinate IDs: a blame experiment runs a failing cell as this user, rootless.
+ROOTLESS_USER, ROOTLESS_UID = "harness-rootless", 1500
+
+
+def as_rootless(argv: list[str]) -> list[str]:
+    """A podman command as the host's unprivileged user. No login session runs there (no systemd
+    user manager, no D-Bus), so its runtime directory is given and cgroups are managed directly."""
+    return ["runuser", "-u", ROOTLESS_USER, "--", "env", f"HOME=/home/{ROOTLESS_USER}", f"XDG_RUNTIME_DIR=/run/user/{ROOTLESS_UID}",
+            argv[0], "--cgroup-manager=cgroupfs", *argv[1:]]
+
+
 @dataclass(frozen=True)
 class Podman:
     runtime: str
@@ -63,7 +75,8 @@ class Podman:
 
     def run(self, name: str, image_id: str, mount: tuple[str, str], command: list[str], options: ScenarioOptions) -> list[str]:
         """The exact command a cell runs; it is recorded so the cell can be reproduced by hand."""
-        return [self.binary, "run", "--rm", "--name", name, *self._common(mount, options), image_id, *command]
+        argv = [self.binary, "run", "--rm", "--name", name, *self._common(mount, options), image_id, *command]
+        return as_rootless(argv) if options.rootless else argv
 
     def start_service(self, name: str, image_id: str, mount: tuple[str, str], init: list[str], options: ScenarioOptions) -> list[str]:
         return [self.binary, "run", "--detach", "--name", name, *self._common(mount, options), image_id, *init]

@@ -18,11 +18,12 @@ import yaml
 from harness import __version__
 from harness.cache import BuildCache, digest_of
 from harness.config.kinds.vm import VmHostSpec
+from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER
 from harness.images.archive import Suite, require_architecture
 from harness.mmdebstrap import BuildError, mmdebstrap_argv, run_logged
 
 # Bump when the way a host disk is laid out changes, so every cached host is rebuilt.
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3  # 3: podman hosts have an unprivileged user for rootless experiments
 # Room left on the root disk for the engine's image and container storage.
 FREE_SPACE_MIB = 6144
 # The harness boots hosts with its own initramfs, so Debian's is never generated (it took minutes
@@ -103,8 +104,26 @@ def _install_guest_files(spec: VmHostSpec, vms_dir: Path, rootfs: Path) -> None:
     path, text = engine_config(spec, vms_dir)
     (rootfs / path).parent.mkdir(parents=True, exist_ok=True)
     (rootfs / path).write_text(text)
+    if spec.engine == "podman":  # blame's rootless experiment runs as this user
+        _add_rootless_user(rootfs)
     (rootfs / "etc/hostname").write_text(f"{spec.name}\n")
     (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
+
+
+def _add_rootless_user(rootfs: Path) -> None:
+    """The unprivileged user rootless podman runs as, with 65536 subordinate IDs (newuidmap and
+    newgidmap come from the uidmap package of the podman recipe)."""
+    with open(rootfs / "etc/passwd", "a") as fh:
+        fh.write(f"{ROOTLESS_USER}:x:{ROOTLESS_UID}:{ROOTLESS_UID}::/home/{ROOTLESS_USER}:/bin/sh\n")
+    with open(rootfs / "etc/group", "a") as fh:
+        fh.write(f"{ROOTLESS_USER}:x:{ROOTLESS_UID}:\n")
+    for ids in ("etc/subuid", "etc/subgid"):
+        with open(rootfs / ids, "a") as fh:
+            fh.write(f"{ROOTLESS_USER}:100000:65536\n")
+    home = rootfs / "home" / ROOTLESS_USER
+    home.mkdir(parents=True, exist_ok=True)
+    os.chown(home, ROOTLESS_UID, ROOTLESS_UID)
+    home.chmod(0o700)
 
 
 def _install_foreign_kernel(spec: VmHostSpec, package: str, rootfs: Path, tree: Path, mirror: str, log: Path) -> None:

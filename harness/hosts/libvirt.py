@@ -16,6 +16,7 @@ import libvirt
 from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
+from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER, as_rootless
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
 from harness.hosts.agent import AgentError, GuestAgent
@@ -118,6 +119,8 @@ class LibvirtHost(Host):
         self.domain: libvirt.virDomain | None = None
         self.agent: GuestAgent | None = None
         self.engine = engine_cli(spec.engine, spec.runtime) if spec.engine else None
+        self._rootless: bool | None = None  # whether the guest has the harness's unprivileged user
+        self._rootless_images: set[str] = set()
 
     def guest_gateway(self) -> str:
         return self.slot.hypervisor.harness_address()
@@ -333,6 +336,27 @@ class LibvirtHost(Host):
 
     def denials_since(self, seconds: float) -> list[str]:
         return self._kernel_lines(seconds, "apparmor=\"DENIED\"|avc: +denied")
+
+    def allows_rootless(self) -> bool:
+        """A podman host with the unprivileged user the harness builds into its podman hosts (a
+        disk the user brought may have none)."""
+        if self._rootless is None:
+            self._rootless = self.record.engine == "podman" and self.run(["id", "-u", ROOTLESS_USER], 60 * self.time_scale).exit_code == 0
+        return self._rootless
+
+    def rootless_store(self, delivery: DeliveryRecord, timeout: float) -> ExecRecord:
+        """The delivery's own command (a pull from the run's registry, or a load from the delivery
+        disk) run again as the unprivileged user, once per image; credentials of a private
+        registry reach root's pulls only, so such an image is not offered to that user."""
+        if "--authfile" in delivery.command or not delivery.command:
+            return ExecRecord(delivery.command, 1, "", "an image pulled with credentials is not pulled for the unprivileged user", 0.0)
+        if delivery.image_id in self._rootless_images:
+            return ExecRecord(delivery.command, 0, "", "", 0.0)
+        self.run(["install", "-d", "-o", ROOTLESS_USER, "-g", ROOTLESS_USER, "-m", "700", f"/run/user/{ROOTLESS_UID}"], 60 * self.time_scale)
+        stored = self.run(as_rootless(list(delivery.command)), timeout)
+        if stored.exit_code == 0:
+            self._rootless_images.add(delivery.image_id)
+        return stored
 
     def runtimes(self) -> list[str]:
         found = self.run(["sh", "-c", "for r in crun runc; do command -v $r >/dev/null && echo $r; done"], 60 * self.time_scale)

@@ -157,6 +157,14 @@ class Host(ABC):
         """The OCI runtimes the host's engine can run containers with (a blame experiment swaps)."""
         return [self.spec.runtime] if self.spec.runtime else []
 
+    def allows_rootless(self) -> bool:
+        """Whether an unprivileged user's engine can run containers here (a blame experiment)."""
+        return False
+
+    def rootless_store(self, delivery: DeliveryRecord, timeout: float) -> ExecRecord:
+        """The delivered image put into that user's own store, as the delivery did for root."""
+        raise HostError(f"host {self.name}: no rootless engine")
+
     def denials_since(self, seconds: float) -> list[str]:
         """The LSM's denials (AppArmor DENIED, SELinux AVC) the host logged in the last `seconds`."""
         return []

@@ -355,6 +355,7 @@ class Layer(StrEnum):
     KERNEL = "kernel"
     CPU = "CPU model"
     RELEASE = "host release"
+    ROOTLESS = "rootless"  # passes when an unprivileged user's engine runs it, in a user namespace
     INTERACTION = "interaction"  # more than one single swap turns it into a pass
     IMAGE = "the image or the scenario"  # no swap does
     IMAGE_CONTENT = "image"  # the same scenario passes in another image on the same host

@@ -27,6 +27,7 @@ images:{BOOKWORM_IMAGE}scenarios:
   - no-aslr
   - mount-tmpfs
   - fails-everywhere
+  - not-real-root
 """
 
 
@@ -37,6 +38,11 @@ def results(tmp_path_factory):
                  "purpose: personality(ADDR_NO_RANDOMIZE), as debuggers and some runtimes do\ndimension: security\nneeds: [setarch]\n")
     add_scenario(directory / "scenarios", "mount-tmpfs", "#!/bin/sh\nmount -t tmpfs scratch /mnt && echo mounted\n",
                  "purpose: an image that mounts a tmpfs at start, given CAP_SYS_ADMIN\ndimension: security\noptions: {cap_add: [SYS_ADMIN]}\n")
+    # An image whose entrypoint refuses the machine's real root: uid 0 must be mapped from another uid.
+    add_scenario(directory / "scenarios", "not-real-root",
+                 "#!/bin/sh\nset -- $(head -n1 /proc/self/uid_map)\n"
+                 "if [ \"$2\" = 0 ]; then echo \"refusing to run as the machine's real root (uid_map: $*)\" >&2; exit 3; fi\n"
+                 "echo \"uid 0 here is uid $2 outside\"\n")
     add_scenario(directory / "scenarios", "fails-everywhere", "#!/bin/sh\necho 'broken on purpose' >&2\nexit 4\n")
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, f"blame-{os.getpid()}", "--quiet")
@@ -78,6 +84,19 @@ def test_useradd_on_the_selinux_host_is_blamed_on_the_lsm_with_its_denials(resul
     assert (found["layer"], found["summary"], found["confirmed"]) == ("LSM", "LSM: passes with label=disable", True), found
     unchanged = found["experiments"][0]
     assert unchanged["outcome"] == "fail" and "/etc/shadow" in unchanged["evidence"] and "avc:  denied" in unchanged["evidence"]
+
+
+def test_a_failure_only_a_rootless_engine_avoids_is_blamed_on_rootless(results):
+    """The rootless run's evidence is read from the guest: its container's uid 0 is the host's
+    unprivileged user (1500), where every rootful swap still maps uid 0 to the machine's root."""
+    data, _ = results
+    found = verdict(data, "bookworm-amd64/debian-bookworm/not-real-root")
+    assert (found["layer"], found["summary"], found["confirmed"]) == ("rootless", "rootless: passes with rootless", True), found
+    rootless = [e for e in found["experiments"] if e["swap"] == "rootless"]
+    assert rootless and all(e["outcome"] == "pass" and "uid 0 here is uid 1500 outside" in e["evidence"] for e in rootless), rootless
+    assert rootless[0]["command"][:4] == ["runuser", "-u", "harness-rootless", "--"]
+    others = [e for e in found["experiments"] if e["swap"] in ("seccomp=unconfined", "apparmor=unconfined", "runtime runc")]
+    assert len(others) == 3 and all(e["outcome"] == "fail" and "real root" in e["evidence"] for e in others), others
 
 
 def test_a_scenario_that_fails_everywhere_is_the_images_or_the_scenarios_and_blamed_once(results):

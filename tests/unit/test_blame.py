@@ -244,3 +244,29 @@ def test_each_experiment_says_what_it_runs():
     blame(passes_with("seccomp=unconfined"), blamer)
     assert len(said) == blamer.spent == 6
     assert said[0] == ("h1", "s: run again unchanged (experiment 1 of at most 40)") and said[1] == ("h1", "s: seccomp=unconfined (experiment 2 of at most 40)")
+
+
+def test_a_failure_only_rootless_avoids_is_blamed_on_rootless_and_its_store_is_filled_first():
+    host = StubHost(SPEC, {"s": lambda scenario: 0 if scenario.options.rootless else 1, "rootless": [0]})
+    verdict = Blamer().blame(host, DELIVERY, SCENARIO, failed())
+    assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.ROOTLESS, "rootless: passes with rootless", True)
+    assert [e.layer for e in verdict.experiments][-3:] == [Layer.ROOTLESS, Layer.UNCHANGED, Layer.ROOTLESS]
+    assert "stub rootless pull img" in host.log
+
+
+def test_a_rootless_store_that_cannot_be_filled_is_the_harness_trouble_not_a_verdict():
+    host = StubHost(SPEC, {"s": lambda scenario: 1, "rootless": [1]})
+    verdict = Blamer().blame(host, DELIVERY, SCENARIO, failed())
+    rootless = [e for e in verdict.experiments if e.layer == Layer.ROOTLESS]
+    assert verdict.layer == Layer.IMAGE and rootless[0].outcome == Outcome.ERROR and "nothing was learnt" in rootless[0].evidence
+    assert "newuidmap" in rootless[0].evidence
+
+
+def test_podman_runs_a_rootless_experiment_as_the_unprivileged_user():
+    from harness.config.model import ScenarioOptions
+    from harness.engines.podman import Podman
+
+    argv = Podman("crun").run("c", "sha256:i", ("/a", "/b"), ["/b/run"], ScenarioOptions(rootless=True))
+    assert argv[:4] == ["runuser", "-u", "harness-rootless", "--"] and "XDG_RUNTIME_DIR=/run/user/1500" in argv
+    assert argv[argv.index("podman"):argv.index("podman") + 3] == ["podman", "--cgroup-manager=cgroupfs", "run"]
+    assert Podman("crun").run("c", "sha256:i", ("/a", "/b"), ["/b/run"], ScenarioOptions())[0] == "podman"
