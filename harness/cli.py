@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     p_repro = sub.add_parser("reproduce", help="run one cell by hand (HOST/IMAGE/SCENARIO), optionally with one layer swapped, or open a shell on its host")
     p_repro.add_argument("cell", help="HOST/IMAGE/SCENARIO")
     p_repro.add_argument("--matrix", default="matrix.yaml")
-    p_repro.add_argument("--swap", default=None, help="one blame swap: seccomp=unconfined, apparmor=unconfined, label=disable, runtime=crun, runtime=runc")
+    p_repro.add_argument("--swap", default=None, help="one blame swap: seccomp=unconfined, apparmor=unconfined, label=disable, runtime=crun, runtime=runc, rootless")
     p_repro.add_argument("--shell", action="store_true", help="then a shell on the host (through its guest agent), with the image there; the host goes when it ends")
 
     p_engine = sub.add_parser("engine", help="the local engine's API service, for `kind: engine` hosts")

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
-from harness.cells.blame import Swap
+from harness.cells.blame import ROOTLESS, Swap
 from harness.cells.runner import CellSettings
 from harness.cells.verdict import judge
 from harness.config.model import Matrix
@@ -33,6 +33,7 @@ SWAPS = {
     "label=disable": Swap(Layer.LSM, "label=disable", ("label=disable",)),
     "runtime=crun": Swap(Layer.RUNTIME, "runtime crun", runtime="crun"),
     "runtime=runc": Swap(Layer.RUNTIME, "runtime runc", runtime="runc"),
+    "rootless": ROOTLESS,
 }
 
 
@@ -96,6 +97,11 @@ def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: st
             result = session.runner.run(host, delivery, scenario, CellSettings.of(matrix))
             outcome, message, command, code, stdout, stderr = result.outcome, result.message, result.command, result.exit_code, result.stdout, result.stderr
         else:
+            if SWAPS[swap].rootless:
+                if not host.allows_rootless():
+                    raise ReproduceError(f"host {host_name} has no unprivileged user for a rootless run (podman hosts the harness builds have one)")
+                if (stored := host.rootless_store(delivery, host.delivery_timeout)).exit_code != 0:
+                    raise ReproduceError(f"host {host_name}: the image could not be put into the unprivileged user's store: {(stored.stdout + stored.stderr).strip()[-500:]}")
             execution = host.run_scenario(delivery.image_id, SWAPS[swap].apply(scenario), host.timeout_for(scenario))
             (outcome, message), command, code, stdout, stderr = judge(execution), execution.argv, execution.exit_code, execution.stdout, execution.stderr
         print(f"command: {' '.join(command)}", file=out)
