@@ -121,8 +121,10 @@ def _add_rootless_user(rootfs: Path) -> None:
         with open(rootfs / ids, "a") as fh:
             fh.write(f"{ROOTLESS_USER}:100000:65536\n")
     home = rootfs / "home" / ROOTLESS_USER
-    home.mkdir(parents=True, exist_ok=True)
-    os.chown(home, ROOTLESS_UID, ROOTLESS_UID)
+    # podman expects these to exist (trixie's 5.4 stats ~/.config rather than making it).
+    for directory in (home, home / ".config", home / ".local", home / ".local/share"):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, ROOTLESS_UID, ROOTLESS_UID)
     home.chmod(0o700)
 
 

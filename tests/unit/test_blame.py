@@ -270,3 +270,14 @@ def test_podman_runs_a_rootless_experiment_as_the_unprivileged_user():
     assert argv[:4] == ["runuser", "-u", "harness-rootless", "--"] and "XDG_RUNTIME_DIR=/run/user/1500" in argv
     assert argv[argv.index("podman"):argv.index("podman") + 3] == ["podman", "--cgroup-manager=cgroupfs", "run"]
     assert Podman("crun").run("c", "sha256:i", ("/a", "/b"), ["/b/run"], ScenarioOptions())[0] == "podman"
+
+
+def test_rootless_is_tried_only_when_no_cheaper_swap_explains_the_failure():
+    """Seen on bookworm: a tmpfs mount AppArmor denies passes rootless too, because rootless podman
+    applies no AppArmor profile; and rootless costs a second pull. So it is tried last, and only
+    when nothing cheaper turned the failure into a pass."""
+    unconfined = lambda scenario: 0 if scenario.options.rootless or "apparmor=unconfined" in scenario.options.security_opt else 1  # noqa: E731
+    host = StubHost(SPEC, {"s": unconfined, "rootless": [0]})
+    verdict = Blamer().blame(host, DELIVERY, SCENARIO, failed())
+    assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.LSM, "LSM: passes with apparmor=unconfined", True)
+    assert Layer.ROOTLESS not in [e.layer for e in verdict.experiments] and not any("rootless" in line for line in host.log)
