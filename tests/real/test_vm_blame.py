@@ -28,6 +28,7 @@ images:{BOOKWORM_IMAGE}scenarios:
   - mount-tmpfs
   - fails-everywhere
   - not-real-root
+  - hosts-nosuid
 """
 
 
@@ -43,6 +44,11 @@ def results(tmp_path_factory):
                  "#!/bin/sh\nset -- $(head -n1 /proc/self/uid_map)\n"
                  "if [ \"$2\" = 0 ]; then echo \"refusing to run as the machine's real root (uid_map: $*)\" >&2; exit 3; fi\n"
                  "echo \"uid 0 here is uid $2 outside\"\n")
+    # A hardening check in an image: /etc/hosts must be mounted nosuid. Seen on bookworm (crun 1.8.1,
+    # runc 1.1.5): runc bind-mounts it nosuid,nodev, crun without either.
+    add_scenario(directory / "scenarios", "hosts-nosuid",
+                 "#!/bin/sh\nline=$(grep ' /etc/hosts ' /proc/self/mountinfo)\n"
+                 "case \"$line\" in *nosuid*) echo \"/etc/hosts is nosuid\";; *) echo \"/etc/hosts is not mounted nosuid: $line\" >&2; exit 1;; esac\n")
     add_scenario(directory / "scenarios", "fails-everywhere", "#!/bin/sh\necho 'broken on purpose' >&2\nexit 4\n")
     write_matrix(directory, MATRIX)
     _, reports = run_harness(directory, f"blame-{os.getpid()}", "--quiet")
@@ -84,6 +90,18 @@ def test_useradd_on_the_selinux_host_is_blamed_on_the_lsm_with_its_denials(resul
     assert (found["layer"], found["summary"], found["confirmed"]) == ("LSM", "LSM: passes with label=disable", True), found
     unchanged = found["experiments"][0]
     assert unchanged["outcome"] == "fail" and "/etc/shadow" in unchanged["evidence"] and "avc:  denied" in unchanged["evidence"]
+
+
+def test_a_failure_only_one_oci_runtime_has_is_blamed_on_the_runtime(results):
+    """The same podman, host and image: only the runtime changes how /etc/hosts is mounted."""
+    data, _ = results
+    cell = data["cells"]["bookworm-amd64/debian-bookworm/hosts-nosuid"]
+    assert cell["outcome"] == "fail" and cell["command"][cell["command"].index("--runtime") + 1] == "crun", cell
+    found = verdict(data, "bookworm-amd64/debian-bookworm/hosts-nosuid")
+    assert (found["layer"], found["summary"], found["confirmed"]) == ("runtime", "runtime: passes with runtime runc", True), found
+    runc = [e for e in found["experiments"] if e["swap"] == "runtime runc"]
+    assert runc and all(e["outcome"] == "pass" and "/etc/hosts is nosuid" in e["evidence"] for e in runc), runc
+    assert "not mounted nosuid" in found["experiments"][0]["evidence"]
 
 
 def test_a_failure_only_a_rootless_engine_avoids_is_blamed_on_rootless(results):
