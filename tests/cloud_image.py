@@ -38,13 +38,15 @@ COMMON = [
 GRUB_MODULES = "part_gpt fat ext2 normal linux search search_fs_uuid configfile echo gzio test efi_gop"
 
 
-def recipe(release: str, arch: str) -> dict:
-    return {"format": FORMAT, "release": release, "arch": arch, "packages": sorted(COMMON + PACKAGES[arch]), "root_uuid": ROOT_UUID}
+def recipe(release: str, arch: str, cloud_init: bool = True) -> dict:
+    packages = [p for p in COMMON if cloud_init or p != "cloud-init"]
+    return {"format": FORMAT, "release": release, "arch": arch, "packages": sorted(packages + PACKAGES[arch]), "root_uuid": ROOT_UUID}
 
 
-def cloud_image(cache_root: Path, release: str, arch: str, mirror: str = DEFAULT_MIRROR) -> Path:
-    """The qcow2 disk (built now, or taken from the cache)."""
-    spec = recipe(release, arch)
+def cloud_image(cache_root: Path, release: str, arch: str, mirror: str = DEFAULT_MIRROR, cloud_init: bool = True) -> Path:
+    """The qcow2 disk (built now, or taken from the cache). cloud_init=False: a disk that only runs
+    the guest agent (Debian's starts it when its virtio port appears), as some appliances ship."""
+    spec = recipe(release, arch, cloud_init)
 
     def build(tmp: Path, log: Path) -> None:
         rootfs = tmp / "rootfs"

@@ -1,7 +1,7 @@
 """Disk-image hosts CI leaves out (marker `slow`): the cloud-image-like disk built for arm64 and
-booted under emulation through AAVMF, and an amd64 one given `cgroup: v1`, which the harness sets
-through the disk's own boot loader (update-grub in the guest) and a reboot. Facts read from the
-guests."""
+booted under emulation through AAVMF, and an amd64 disk without cloud-init (only the guest agent)
+given `cgroup: v1`, which the harness sets through the disk's own boot loader (update-grub in the
+guest) and a reboot. Facts read from the guests."""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("slow-disks")
-    arm64, amd64 = cloud_image(default_root(), "bookworm", "arm64"), cloud_image(default_root(), "bookworm", "amd64")
+    arm64, amd64 = cloud_image(default_root(), "bookworm", "arm64"), cloud_image(default_root(), "bookworm", "amd64", cloud_init=False)
     (directory / "matrix.yaml").write_text(f"""
 version: 1
 retries: 0
 hosts:
   - {{name: cloud-arm64, image: {arm64}, arch: arm64}}
   - {{name: cloud-cgroup1, image: {amd64}, arch: amd64, cgroup: v1}}
+  - {{name: bookworm-arm64, release: bookworm, arch: arm64, engine: podman, runtime: crun}}
 images:{BOOKWORM_IMAGE}scenarios: [useradd, threads]
 """)
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "matrix.yaml", f"--run-id=slowdisk-{os.getpid()}", "--quiet", "--no-blame"],
@@ -37,18 +38,20 @@ images:{BOOKWORM_IMAGE}scenarios: [useradd, threads]
     return proc, json.loads((directory / "reports" / "results.json").read_text())
 
 
-def test_an_arm64_cloud_image_boots_through_aavmf_and_runs_its_cells(run):
+def test_an_arm64_cloud_image_boots_through_aavmf_and_runs_its_cells_next_to_a_built_arm64_host(run):
     proc, data = run
+    assert data["hosts"]["bookworm-arm64"]["facts"]["raw"]["firmware"] == "other"  # straight into its kernel
+    assert {data["cells"][f"bookworm-arm64/debian-bookworm/{s}"]["outcome"] for s in ("useradd", "threads")} == {"pass"}
     host = data["hosts"]["cloud-arm64"]
     assert host["error"] == "" and host["facts"]["raw"]["firmware"] == "uefi" and host["facts"]["raw"]["machine"] == "aarch64", host
     for scenario in ("useradd", "threads"):
         assert data["cells"][f"cloud-arm64/debian-bookworm/{scenario}"]["outcome"] == "pass", proc.stdout[-3000:]
 
 
-def test_cgroup_v1_is_set_through_the_disks_boot_loader(run):
+def test_cgroup_v1_is_set_through_the_boot_loader_of_a_disk_without_cloud_init(run):
     _, data = run
     host = data["hosts"]["cloud-cgroup1"]
     raw = host["facts"]["raw"]
     assert host["error"] == "" and raw["cgroup"] == "v1" and "systemd.unified_cgroup_hierarchy=0" in raw["cmdline"], host
-    assert host["settings"]["cgroup"] == "v1"
+    assert host["settings"]["cgroup"] == "v1" and raw["cloud_init_instance"] == ""  # no cloud-init read the seed: the agent was there
     assert data["cells"]["cloud-cgroup1/debian-bookworm/useradd"]["outcome"] == "pass"
