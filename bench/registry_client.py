@@ -9,7 +9,8 @@ started here, with one of the harness's built images (debian-bookworm for amd64,
   inspect:     what `describe` reads for a reference: manifest (or index), each config
                client: describe()                            skopeo: inspect --raw, then --config
 
-Median of N; prints each and the ratio skopeo / client (> 1: the client is faster).
+Median of N; prints each and the ratio skopeo / client (> 1: the client is faster). Needs skopeo
+(`apt-get install skopeo`): the harness itself does not.
 
     python bench/registry_client.py [--runs 5]
 """

@@ -208,19 +208,17 @@ class Blamer:
         rerun = self._experiment(host, delivery, scenario, UNCHANGED, timeout)
         if rerun.outcome.passed:
             return Verdict(Layer.FLAKY, "flaky: failed, then passed when run again unchanged", [failed.key], [rerun])
-        swaps = [s for s in swaps if not (s.rootless and scenario.mode == "service")]  # a service's exec and removal stay root's
-        cheap = [s for s in swaps if not s.rootless]
-        tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in cheap]
-        if not any(e.outcome.passed for e in tried):
+        ran = [s for s in swaps if not s.rootless]
+        tried = [self._experiment(host, delivery, scenario, swap, timeout) for swap in ran]
+        if not any(e.outcome.passed for e in tried) and scenario.mode != "service":  # a service's exec and removal stay root's
             # Rootless costs a second pull of the image (its own store): tried only when no cheaper
             # swap explained the failure. Beside another it would not be a single layer anyway:
             # rootless podman applies no AppArmor profile (seen on bookworm: a tmpfs mount AppArmor
             # denies passed rootless too).
-            swaps = cheap + [s for s in swaps if s.rootless]
-            tried += [self._experiment(host, delivery, scenario, swap, timeout) for swap in swaps[len(cheap):]]
-        else:
-            swaps = cheap
-        fixes = [(s, e) for s, e in zip(swaps, tried) if e.outcome.passed]
+            dear = [s for s in swaps if s.rootless]
+            tried += [self._experiment(host, delivery, scenario, swap, timeout) for swap in dear]
+            ran += dear
+        fixes = [(s, e) for s, e in zip(ran, tried) if e.outcome.passed]
         verdict = self._verdict(failed, [rerun, *tried], fixes)
         if len(fixes) == 1:
             verdict = self._confirm(host, delivery, scenario, fixes[0][0], timeout, verdict)

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 from harness.config.kinds.disk import DiskHostSpec
-from harness.config.model import HostKind
 from harness.engines.docker import engine_cli
 from harness.hosts.accel import AccelVerdicts
 from harness.hosts.domain import Disk
@@ -24,7 +23,6 @@ from harness.hosts.nocloud import make_seed
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import HostError
 from harness.hosts.wait import CommandSucceeds
-from harness.results.model import HostRecord
 
 # The delivery disk (hosts/libvirt.py labels it "payload"), mounted where the engine commands look
 # for scenarios; on an SELinux guest labelled as a shared container volume, as built hosts do.
@@ -68,24 +66,8 @@ class DiskHost(LibvirtHost):
     spec: DiskHostSpec
 
     def __init__(self, spec: DiskHostSpec, disk: Path, digest: str, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
-        record = HostRecord(
-            name=spec.name,
-            release=spec.release,
-            arch=spec.arch,
-            engine=spec.engine,
-            runtime=spec.runtime,
-            kind=HostKind.DISK,
-            recipe_digest=digest,
-            settings=spec.settings(),
-            hypervisor=slot.hypervisor.name,
-        )
-        super().__init__(spec, record, slot, vms_dir, workdir, run_id, verdicts, files)
+        super().__init__(spec, digest, slot, vms_dir, workdir, run_id, verdicts, files)
         self.disk, self.digest = disk, digest
-        self.plain_http: list[str] = []
-
-    def _engine_files(self, plain_http: list[str]) -> dict[str, str]:
-        self.plain_http = plain_http  # told to the engine through the agent once the guest runs
-        return {}
 
     def _boot(self) -> Boot:
         seed = make_seed(self.workdir / "seed", f"{self.run_id}-{self.name}", self.name)

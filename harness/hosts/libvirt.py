@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from abc import abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,8 +112,18 @@ class LibvirtHost(Host):
     """A QEMU guest through libvirt, reached by its guest agent. What it boots comes from the
     subclass (`_boot`): a disk the harness built, or one the user brought (hosts/disk.py)."""
 
-    def __init__(self, spec: HostSpec, record: HostRecord, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
-        super().__init__(spec, record)
+    def __init__(self, spec: HostSpec, recipe_digest: str, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
+        super().__init__(spec, HostRecord(
+            name=spec.name,
+            release=spec.release,
+            arch=spec.arch,
+            engine=spec.engine,
+            runtime=spec.runtime,
+            kind=spec.kind,
+            recipe_digest=recipe_digest,
+            settings=spec.settings(),
+            hypervisor=slot.hypervisor.name,
+        ))
         self.slot, self.vms_dir = slot, vms_dir
         self.conn = slot.hypervisor.conn
         self.workdir, self.run_id, self.verdicts, self.files = workdir, run_id, verdicts, files
@@ -121,14 +132,15 @@ class LibvirtHost(Host):
         self.engine = engine_cli(spec.engine, spec.runtime) if spec.engine else None
         self._rootless: bool | None = None  # whether the guest has the harness's unprivileged user
         self._rootless_images: set[str] = set()
+        self.plain_http: list[str] = []  # registries the engine may reach over plain HTTP (this boot's)
 
     def guest_gateway(self) -> str:
         return self.slot.hypervisor.harness_address()
 
     # -- boot -----------------------------------------------------------------------------------
+    @abstractmethod
     def _boot(self) -> Boot:
         """Put this boot's files where the hypervisor reaches them (may raise libvirtError)."""
-        raise NotImplementedError
 
     def _ready(self, timeout: float) -> None:
         """After the agent answers: ready for commands once a daemon engine answers too."""
@@ -157,6 +169,7 @@ class LibvirtHost(Host):
         )
 
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
+        self.plain_http = plain_http
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
         payload = assemble_payload(self.workdir / "payload", images, scenarios, self._engine_files(plain_http))
@@ -414,17 +427,7 @@ class BuiltHost(LibvirtHost):
     spec: VmHostSpec
 
     def __init__(self, spec: VmHostSpec, build: HostBuild, initramfs_base: Path, slot: Slot, vms_dir: Path, workdir: Path, run_id: str, verdicts: AccelVerdicts, files: HostFiles):
-        record = HostRecord(
-            name=spec.name,
-            release=spec.release,
-            arch=spec.arch,
-            engine=spec.engine,
-            runtime=spec.runtime,
-            recipe_digest=build.digest,
-            settings=spec.settings(),
-            hypervisor=slot.hypervisor.name,
-        )
-        super().__init__(spec, record, slot, vms_dir, workdir, run_id, verdicts, files)
+        super().__init__(spec, build.digest, slot, vms_dir, workdir, run_id, verdicts, files)
         self.build, self.initramfs_base = build, initramfs_base
 
     def _engine_files(self, plain_http: list[str]) -> dict[str, str]:

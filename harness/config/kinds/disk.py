@@ -13,18 +13,24 @@ from harness.config.model import HostKind, HostSpec, Machine
 QCOW2_MAGIC = b"QFI\xfb"
 
 
+def disk_format(path: Path) -> str | None:
+    """"qcow2" or "raw" by the disk's first sector; None when it is neither. A raw disk must have
+    a partition table (an MBR's boot signature, which a GPT disk's protective MBR also has):
+    firmware boots nothing else. Raises OSError when the file cannot be read."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head[:4] == QCOW2_MAGIC:
+        return "qcow2"
+    return "raw" if len(head) == 512 and head[510:512] == b"\x55\xaa" else None
+
+
 def disk_problem(path: Path) -> str | None:
-    """Why `path` cannot be a host's disk, or None. A disk is qcow2 (by its magic) or raw with a
-    partition table (an MBR's boot signature, which a GPT disk's protective MBR also has): firmware
-    boots nothing else."""
+    """Why `path` cannot be a host's disk, or None."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
+        found = disk_format(path)
     except OSError as exc:
         return f"{path}: {exc.strerror}"
-    if head[:4] == QCOW2_MAGIC or (len(head) == 512 and head[510:512] == b"\x55\xaa"):
-        return None
-    return f"{path} is not a disk image (neither qcow2 nor a raw disk with a partition table)"
+    return None if found else f"{path} is not a disk image (neither qcow2 nor a raw disk with a partition table)"
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,10 @@ class DiskHostSpec(HostSpec):
     @classmethod
     def from_entry(cls, h: dict, machine: Machine) -> "DiskHostSpec":
         image = Path(h["image"])
-        fmt = "raw"
         try:
-            with open(image, "rb") as fh:
-                fmt = "qcow2" if fh.read(4) == QCOW2_MAGIC else "raw"
+            fmt = disk_format(image) or "raw"
         except OSError:
-            pass  # reported by the loader's own check
+            fmt = "raw"  # the loader reports the unreadable file (disk_problem)
         return cls(
             name=h["name"],
             machine=machine,

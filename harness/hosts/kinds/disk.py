@@ -8,14 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import libvirt
-
 from harness.cache import BuildCache, file_digest
 from harness.config.kinds.disk import DiskHostSpec
 from harness.config.model import HostKind, HypervisorSpec, Matrix
 from harness.hosts.disk import DiskHost
 from harness.hosts.kinds.vm import VmKind
-from harness.hosts.provider import Host, HostError
+from harness.hosts.provider import Host
 from harness.setup.doctor import problems
 
 
@@ -39,14 +37,7 @@ class DiskKind(VmKind):
 
     def provision(self, spec: DiskHostSpec, waiting: Callable[[str], None]) -> Host:
         disk, digest = cached_disk(spec, BuildCache(self.run.cache_root, "disks"))
-        slot = self.pool.place(spec.name, spec.qemu_arch, waiting, spec.machine.vcpus)
-        hypervisor, workdir = slot.hypervisor, self.run.workdir / spec.name
-        try:
-            files = hypervisor.files(self.run.run_id, spec.name, workdir, self.run.cache_root / "locks")
-        except libvirt.libvirtError as exc:
-            slot.release()
-            raise HostError(f"host {spec.name}: hypervisor {hypervisor.name} has no storage for it: {exc.get_error_message()}") from None
-        return DiskHost(spec, disk, digest, slot, self.matrix.vms_dir, workdir, self.run.run_id, hypervisor.verdicts(self.run.cache_root), files)
+        return DiskHost(spec, disk, digest, *self._placed(spec, waiting))
 
     @classmethod
     def cache_key(cls, spec: DiskHostSpec, matrix: Matrix) -> dict:

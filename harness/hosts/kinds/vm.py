@@ -10,7 +10,7 @@ import libvirt
 
 from harness.cache import BuildCache, digest_of, tree_digest
 from harness.config.kinds.vm import VmHostSpec
-from harness.config.model import HostKind, HypervisorSpec, Matrix
+from harness.config.model import HostKind, HostSpec, HypervisorSpec, Matrix
 from harness.hosts.build import build_host, host_recipe
 from harness.hosts.domain import owner_of
 from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
@@ -41,14 +41,19 @@ class VmKind(HostKindDriver):
         cache_root = self.run.cache_root
         build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(cache_root, "hosts"))
         base = cached_base(build.digest, build.root_disk, BuildCache(cache_root, "initramfs"))
+        return BuiltHost(spec, build, base, *self._placed(spec, waiting))
+
+    def _placed(self, spec: HostSpec, waiting: Callable[[str], None]) -> tuple:
+        """A slot on a hypervisor of the pool, and what a LibvirtHost needs of it, in the order its
+        constructor takes them: (slot, vms_dir, workdir, run_id, verdicts, files)."""
         slot = self.pool.place(spec.name, spec.qemu_arch, waiting, spec.machine.vcpus)
         hypervisor, workdir = slot.hypervisor, self.run.workdir / spec.name
         try:
-            files = hypervisor.files(self.run.run_id, spec.name, workdir, cache_root / "locks")
+            files = hypervisor.files(self.run.run_id, spec.name, workdir, self.run.cache_root / "locks")
         except libvirt.libvirtError as exc:
             slot.release()
             raise HostError(f"host {spec.name}: hypervisor {hypervisor.name} has no storage for it: {exc.get_error_message()}") from None
-        return BuiltHost(spec, build, base, slot, self.matrix.vms_dir, workdir, self.run.run_id, hypervisor.verdicts(cache_root), files)
+        return slot, self.matrix.vms_dir, workdir, self.run.run_id, hypervisor.verdicts(self.run.cache_root), files
 
     def lose_hypervisor(self, name: str, why: str) -> None:
         self.pool.forget(name, why)
