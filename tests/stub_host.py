@@ -51,7 +51,7 @@ class StubHost(Host):
     def rootless_store(self, delivery: DeliveryRecord, timeout: float) -> ExecRecord:
         answers = self.script["rootless"]
         code = answers.pop(0) if len(answers) > 1 else answers[0]
-        return self._ok(["stub", "rootless", "pull", delivery.image], code, "" if code == 0 else "Error: newuidmap: write to uid_map failed\n")
+        return self._ok(["stub", "rootless", "pull", delivery.image, f"--timeout={timeout:g}"], code, "" if code == 0 else "Error: newuidmap: write to uid_map failed\n")
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         answers = self.script.get(scenario.name)

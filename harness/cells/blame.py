@@ -364,7 +364,8 @@ class Blamer:
         self.spent += 1
         self.progress(host.name, f"{scenario.name}: {swap.what or 'run again unchanged'} (experiment {self.spent} of at most {self.budget})")
         started = time.monotonic()
-        if swap.rootless and (stored := host.rootless_store(delivery, timeout)).exit_code != 0:
+        # The user's store is filled as the delivery filled root's: with a delivery's time.
+        if swap.rootless and (stored := host.rootless_store(delivery, host.delivery_timeout)).exit_code != 0:
             said = (stored.stdout + stored.stderr).strip()[-1500:]
             return Experiment(swap.layer, swap.what, stored.argv, Outcome.ERROR, stored.exit_code, round(stored.duration, 3),
                               f"the image could not be put into the unprivileged user's store, so nothing was learnt:\n{said}")

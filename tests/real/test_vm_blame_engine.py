@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, run_harness, write_matrix
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # left out of CI for time: run by hand, see README "Tests"
 
 MATRIX = f"""
 version: 1

@@ -63,7 +63,8 @@ def run(tmp_path_factory, log_before):
     add_scenario(directory / "scenarios", "service-dies", "#!/bin/sh\necho never\n",
                  "purpose: its init dies\ndimension: engine\nmode: service\ninit: [/bin/sh, -c, 'echo init dying; exit 3']\n")
     write_matrix(directory, MATRIX)
-    return run_harness(directory, RUN_ID)
+    # Blame is tested in test_vm_blame*.py; here it would only add 40 experiments (14 minutes).
+    return run_harness(directory, RUN_ID, "--no-blame")
 
 
 def test_run_exits_with_pytest_status(run):

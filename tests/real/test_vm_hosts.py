@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # left out of CI for time: run by hand, see README "Tests"
 RUN_ID = f"hosts-{os.getpid()}"
 
 # The same recipes as the default matrix's hosts of these names, so the build cache serves both.

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, free_port, project_copy, run_harness, write_matrix
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # left out of CI for time: run by hand, see README "Tests"
 NODE_SCRIPT = Path(__file__).parent / "loopback-node"
 # Same host recipes as the default matrix's, so the build cache serves both. "gone" does not answer:
 # its hosts go elsewhere.

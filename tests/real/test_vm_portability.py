@@ -19,7 +19,7 @@ from tests.conftest import project_copy, run_harness, write_matrix
 
 MIRROR = "http://deb.debian.org/debian"
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # left out of CI for time: run by hand, see README "Tests"
 RUN_ID = f"portability-{os.getpid()}"
 
 MATRIX = """

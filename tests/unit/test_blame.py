@@ -251,7 +251,15 @@ def test_a_failure_only_rootless_avoids_is_blamed_on_rootless_and_its_store_is_f
     verdict = Blamer().blame(host, DELIVERY, SCENARIO, failed())
     assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.ROOTLESS, "rootless: passes with rootless", True)
     assert [e.layer for e in verdict.experiments][-3:] == [Layer.ROOTLESS, Layer.UNCHANGED, Layer.ROOTLESS]
-    assert "stub rootless pull img" in host.log
+    assert "stub rootless pull img" in " ".join(host.log)
+
+
+def test_the_rootless_pull_gets_a_deliverys_time_not_the_scenarios():
+    """A pull takes as long as the delivery's did, not as long as the failing scenario may run
+    (seen in CI: a 60 s scenario's rootless pull cut off, so the rootless case learnt nothing)."""
+    host = StubHost(SPEC, {"s": lambda scenario: 0 if scenario.options.rootless else 1, "rootless": [0]})
+    Blamer().blame(host, DELIVERY, SCENARIO, failed())
+    assert f"stub rootless pull img --timeout={host.delivery_timeout:g}" in host.log
 
 
 def test_a_rootless_store_that_cannot_be_filled_is_the_harness_trouble_not_a_verdict():
