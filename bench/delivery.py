@@ -50,10 +50,10 @@ def main() -> int:
             assert load.exit_code == 0, load.stderr
             floor.append(load.duration)
             host.run(["podman", "rmi", "--force", build.image_id], timeout=600)
-            pull, image_id, platform = host.pull_image(image_spec.name, reference, timeout=3600)
-            assert pull.exit_code == 0, pull.stderr
-            pulled.append(pull.duration)
-            host.run(["podman", "rmi", "--force", image_id], timeout=600)
+            got = host.pull_image(image_spec.name, reference, timeout=3600)
+            assert got.run.exit_code == 0, got.run.stderr
+            pulled.append(got.run.duration)
+            host.run(["podman", "rmi", "--force", got.image_id], timeout=600)
     finally:
         host.stop()
         kind.close()

@@ -17,6 +17,9 @@ class RunContext:
     hypervisors: tuple[HypervisorSpec, ...]  # the pool this run places VM hosts on
     registry: str | None = None  # the run's registry (http://127.0.0.1:PORT), None when it has none
     progress: ProgressLog | None = None
+    # VM hosts' kept image stores (hosts/store.py): "warm" boots with what earlier runs pulled,
+    # "fresh" with an empty store (every image pulled; kept afterwards), "off" with none.
+    image_stores: str = "warm"
 
     @property
     def workdir(self) -> Path:

@@ -77,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cache-dir", default=None, help="build cache for hosts and images (default: HARNESS_CACHE or /var/cache/container-matrix-harness)")
     group.addoption("--run-id", default=None, help="identifier of this run, recorded in every domain it starts")
     group.addoption("--harness-debug", action="store_true", help="show tracebacks of the harness's own failures")
+    group.addoption("--image-stores", choices=["warm", "fresh", "off"], default="warm", help="VM hosts keep their engine's image store across runs: warm (default) boots with what earlier runs pulled, fresh with an empty store (every image pulled again, then kept), off with none")
     group.addoption("--reuse", action="store_true", help="take cells whose host, image, scenario and harness are unchanged from the result cache")
     group.addoption(
         "--progress",
@@ -320,6 +321,7 @@ def _session(config: pytest.Config, matrix: Matrix) -> RunSession:
             hypervisors=_pool(config, matrix),
             registry=_registry(config),
             progress=ProgressLog(reports / PROGRESS_FILE),
+            image_stores=config.option.image_stores,
         )
         blamer = Blamer(budget=config.option.blame_budget, shared=run.workdir / "blame") if config.option.blame else None
         session = RunSession(matrix, run, reuse=config.option.reuse, parts=config.stash.get(PARTS_KEY, Parts()), blamer=blamer)

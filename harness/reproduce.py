@@ -92,7 +92,7 @@ def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: st
         if not delivery.ok:
             raise ReproduceError(delivery_problem(delivery, host_name))
         print(f"host {host_name}: {host.record.facts.os}, kernel {host.record.facts.kernel}, {host.record.facts.engine} {host.record.facts.engine_version}", file=out)
-        print(f"image {image}: {delivery.method.label} ({' '.join(delivery.command)}), {delivery.image_id}", file=out)
+        print(f"image {image}: {delivery.store or delivery.method.label} ({' '.join(delivery.command)}), {delivery.image_id}", file=out)
         if swap is None:
             result = session.runner.run(host, delivery, scenario, CellSettings.of(matrix))
             outcome, message, command, code, stdout, stderr = result.outcome, result.message, result.command, result.exit_code, result.stdout, result.stderr

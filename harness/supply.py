@@ -304,7 +304,7 @@ class ImageSupply:
     def _pull(self, host: Host, image_name: str) -> DeliveryRecord:
         publication = self.publication(image_name, host.arch)
         reference = publication.reference(guest_registry(self.run.registry or "", host.guest_gateway()))
-        return self._pulled(host, image_name, reference, tls_verify=False)
+        return self._pulled(host, image_name, reference, tls_verify=False, pinned=True)  # its tag is its content's digest
 
     def _pull_reference(self, host: Host, spec: ImageSpec) -> DeliveryRecord:
         """An image published elsewhere: pulled as it is, by its own reference, never built."""
@@ -326,13 +326,14 @@ class ImageSupply:
             raise SupplyError(f"registry {access.host}: {exc}") from None
         return PullAccess(auth, ca, str(access.auth_file or ""))
 
-    def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool, access: PullAccess | None = None) -> DeliveryRecord:
+    def _pulled(self, host: Host, image_name: str, reference: str, tls_verify: bool, access: PullAccess | None = None, pinned: bool = False) -> DeliveryRecord:
         """The host's engine pulls the image; a failure that is not the image's is tried again."""
         self.run.phase(host.name, "pulling", f"image {image_name}")
         wanted = ARCHES[host.arch].platform if host.arch in ARCHES else host.arch
         delays, earlier = list(self.pull_retry_delays), []
         while True:
-            pull, image_id, platform = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify, access=access)
+            got = host.pull_image(image_name, reference, host.delivery_timeout, tls_verify=tls_verify, access=access, pinned=pinned)
+            pull = got.run
             refused = not_portable(pull.stdout + pull.stderr, wanted) if pull.exit_code != 0 else ""
             if pull.exit_code == 0 or refused or not delays:
                 break
@@ -341,8 +342,8 @@ class ImageSupply:
             time.sleep(delays.pop(0))
         if earlier:
             pull = replace(pull, stdout="".join(earlier) + pull.stdout)
-        record = self._record(host, image_name, pull, image_id, platform, DeliveryMethod.PULL, reference)
-        return replace(record, not_portable=refused, tries=len(earlier) + 1)
+        record = self._record(host, image_name, pull, got.image_id, got.platform, DeliveryMethod.PULL, reference)
+        return replace(record, not_portable=refused, tries=len(earlier) + 1, store=got.store, received_bytes=got.received_bytes)
 
     def _load(self, host: Host, image_name: str) -> DeliveryRecord:
         image = self.image(image_name, self.arch_for(image_name, host.arch))

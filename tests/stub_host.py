@@ -11,9 +11,9 @@ from typing import Callable
 
 from harness.config.model import HostKind, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.hosts.kinds.base import HostKindDriver
-from harness.hosts.provider import Host, HostError
+from harness.hosts.provider import Host, HostError, PullResult
 from harness.images.build import ImageBuild
-from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, StoreUse
 
 # What a stub host's scenario run gives: an exit code, an ExecRecord, or an exception to raise.
 Answer = int | ExecRecord | Exception
@@ -70,13 +70,15 @@ class StubHost(Host):
     def pulls(self) -> bool:
         return "pull" in self.script
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access=None) -> tuple[ExecRecord, str, str]:
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access=None, pinned: bool = False) -> PullResult:
         """Answers from script["pull"] in turn: an exit code, with "output" lines after it."""
         answers = self.script["pull"]
         code, output = answers.pop(0) if len(answers) > 1 else answers[0]
         self.log.append(f"stub pull {reference}")
         pulled = ExecRecord(["stub", "pull", reference], code, "", output, 0.1)
-        return pulled, (f"sha256:{image_name}" if code == 0 else ""), ("linux/amd64" if code == 0 else "")
+        if code != 0:
+            return PullResult(pulled)
+        return PullResult(pulled, f"sha256:{image_name}", "linux/amd64", StoreUse.PULLED, 1000)
 
     def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         lacking = [c for c in scenario.needs if c.startswith("missing-")]

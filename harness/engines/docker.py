@@ -32,6 +32,12 @@ class Docker(Podman):
     def ready(self) -> list[str] | None:
         return ["docker", "info", "--format", "{{.ServerVersion}}"]
 
+    store_dir: str = "/var/lib/docker"
+
+    def quiesce(self) -> list[str] | None:
+        """dockerd (and the containerd it started) stopped, as its service would be."""
+        return ["sh", "-c", "pkill -TERM -x dockerd || exit 0; for i in $(seq 60); do pgrep -x dockerd >/dev/null || exit 0; sleep 0.5; done; exit 1"]
+
 
 def engine_cli(engine: str, runtime: str) -> Podman:
     return Docker(runtime) if engine == "docker" else Podman(runtime)

@@ -64,6 +64,24 @@ class Podman:
         """A command that succeeds once the engine can take work; None: daemonless, always ready."""
         return None
 
+    # Where the engine keeps its images: a kept image store (hosts/store.py) is mounted there.
+    store_dir: str = "/var/lib/containers"
+
+    def image_ids(self) -> list[str]:
+        """Prints the full ID of every image in the store, one a line."""
+        return [self.binary, "images", "--quiet", "--no-trunc"]
+
+    def remove_images(self, image_ids: list[str]) -> list[str]:
+        return [self.binary, "rmi", "--force", *image_ids]
+
+    def tag(self, image_id: str, reference: str) -> list[str]:
+        return [self.binary, "tag", image_id, reference]
+
+    def quiesce(self) -> list[str] | None:
+        """A command that leaves nothing of the engine using its store (so it can be unmounted);
+        None: daemonless, nothing to stop."""
+        return None
+
     def image_exists(self, image_id: str) -> list[str]:
         return ["podman", "image", "exists", image_id]
 

@@ -23,6 +23,9 @@ class Disk:
     path: str  # as the hypervisor sees it
     fmt: str  # "raw" or "qcow2"
     readonly: bool = False
+    # Overlays are thrown away after the run, so the guest's flushes need not reach the disk; a
+    # kept image store's must ("writeback": a flush reaches the file).
+    cache: str = "unsafe"
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,7 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
     devices = root.find("devices")
     for index, disk in enumerate(spec.disks):
         d = _sub(devices, "disk", type="file", device="disk")
-        # Overlays are thrown away after the run, so the guest's flushes need not reach the disk.
-        _sub(d, "driver", name="qemu", type=disk.fmt, cache="unsafe")
+        _sub(d, "driver", name="qemu", type=disk.fmt, cache=disk.cache)
         _sub(d, "source", file=str(disk.path))
         _sub(d, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
         if disk.readonly:

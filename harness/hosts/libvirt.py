@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from abc import abstractmethod
+from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,11 +27,12 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, PullAccess, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, PullAccess, PullResult, needs_check, scenario_command, scenario_mount
+from harness.hosts.store import Held, HeldImage, ImageStore, stale
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
-from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, StoreUse
 
 PAYLOAD_ROOT = "/var/lib/harness"
 CONSOLE_TAIL_LINES = 15
@@ -133,6 +135,12 @@ class LibvirtHost(Host):
         self._rootless: bool | None = None  # whether the guest has the harness's unprivileged user
         self._rootless_images: set[str] = set()
         self.plain_http: list[str] = []  # registries the engine may reach over plain HTTP (this boot's)
+        self.store: ImageStore | None = None  # the engine's kept image store, when the kind gives one
+        self.fresh_store = False  # boot with an empty store (then keep it as usual)
+        self._store_overlay: Path | None = None
+        self._held = Held()
+        self._store_used: set[str] = set()  # image IDs delivered during this boot
+        self._store_changed = False
 
     def guest_gateway(self) -> str:
         return self.slot.hypervisor.harness_address()
@@ -242,7 +250,110 @@ class LibvirtHost(Host):
     def pulls(self) -> bool:
         return True
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None) -> tuple[ExecRecord, str, str]:
+    # -- the kept image store ---------------------------------------------------------------------
+    def _store_disk(self) -> tuple[Disk, ...]:
+        """This boot's overlay of the kept store, as a disk after the delivery disk (vdc)."""
+        if self.store is None:
+            return ()
+        try:
+            self._store_overlay, self._held = self.store.overlay(self.workdir / "store.qcow2", fresh=self.fresh_store)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            self.record.image_store = f"none: the kept store could not be opened ({exc}); every image is pulled"
+            self.store = None  # the host boots and pulls as it would without one
+            return ()
+        count = len(self._held.images)
+        self.record.image_store = f"warm: {count} image(s) kept from earlier runs" if count else ("fresh: empty, as asked" if self.fresh_store else "cold: empty")
+        return (Disk(self.files.own(self._store_overlay), "qcow2", cache="writeback"),)
+
+    def _from_store(self, reference: str) -> PullResult | None:
+        """An image the kept store holds under this pinned reference (whatever registry address
+        the earlier run reached it by), found there without asking the registry."""
+        path = reference.partition("/")[2]
+        held = next((i for i in self._held.images.values() if any(r.partition("/")[2] == path for r in i.references)), None)
+        if held is None:
+            return None
+        started = time.monotonic()
+        found = self.run(self.engine.platform(held.image_id), 60 * self.time_scale)
+        image_id, _, platform = found.stdout.strip().partition(" ")
+        if found.exit_code != 0 or not platform:
+            return None  # not there after all: pulled as usual
+        if reference not in held.references:
+            self.run(self.engine.tag(held.image_id, reference), 60 * self.time_scale)
+            held.references.append(reference)
+        self._store_used.add(held.image_id)
+        said = f"in this host's kept image store since {held.pulled_at} (not pulled again); that pull printed:\n{held.first_pull}"
+        run = ExecRecord(found.argv, 0, said, "", round(time.monotonic() - started, 3))
+        return PullResult(run, held.image_id, platform, StoreUse.IN_STORE, 0)
+
+    def _received(self) -> int | None:
+        """Bytes the guest's network interface has received so far."""
+        got = self.run(["cat", "/sys/class/net/eth0/statistics/rx_bytes"], 60 * self.time_scale)
+        return int(got.stdout) if got.exit_code == 0 and got.stdout.strip().isdigit() else None
+
+    def _store_pulled(self, reference: str, pull: ExecRecord, image_id: str, platform: str) -> None:
+        self._store_used.add(image_id)
+        held = self._held.images.get(image_id)
+        if held is None:
+            self._store_changed = True  # an image the kept store did not hold: worth keeping
+            self._held.images[image_id] = HeldImage(image_id, [reference], platform, (pull.stdout + pull.stderr)[-4000:],
+                                                    datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        elif reference not in held.references:
+            held.references.append(reference)
+
+    def _store_unmounted(self) -> bool:
+        """Images no run needs any more removed, the engine quiet and the store unmounted, so its
+        overlay can be kept; False (and why, in the host record) when it cannot be."""
+        if self.store is None or self.agent is None or self._store_overlay is None:
+            return False
+        if self._state() != "running":  # crashed or killed: what it wrote may be torn
+            self.record.image_store += "; not kept: the host was gone"
+            return False
+        try:
+            listed = self.run(self.engine.image_ids(), 120 * self.time_scale)
+            if listed.exit_code != 0:
+                self.record.image_store += f"; not kept: the engine could not list its images: {listed.stderr.strip()[-200:]}"
+                return False
+            present = {i if i.startswith("sha256:") else f"sha256:{i}" for i in listed.stdout.split()}
+            now = time.time()
+            for image_id in self._store_used:
+                if image_id in self._held.images:
+                    self._held.images[image_id].last_used = now
+            kept = set(self._held.images) - set(stale(self._held, self._store_used, now))
+            doomed = sorted(present - kept - self._store_used)
+            if doomed:
+                self.run(self.engine.remove_images(doomed), 300 * self.time_scale)
+            for image_id in [i for i in self._held.images if i not in kept or i not in present]:
+                del self._held.images[image_id]
+            if not self._store_changed and not doomed:
+                self.store.touch(self._held)  # when each image was last used, for the next runs' pruning
+                self.record.image_store += "; unchanged"
+                return False
+            quiet = self.engine.quiesce()
+            if quiet and self.run(quiet, 60 * self.time_scale).exit_code != 0:
+                self.record.image_store += "; not kept: the engine would not stop"
+                return False
+            unmounted = self.run(["sh", "-c", 'sync && umount "$1"', "umount", self.engine.store_dir], 120 * self.time_scale)
+        except HostError as exc:
+            self.record.image_store += f"; not kept: {str(exc).splitlines()[0]}"
+            return False
+        if unmounted.exit_code != 0:
+            self.record.image_store += f"; not kept: umount said {(unmounted.stderr or unmounted.stdout).strip()[-200:]}"
+            return False
+        return True
+
+    def _keep_store(self) -> None:
+        try:
+            size = self.store.keep(self._store_overlay, self._held)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            self.record.image_store += f"; not kept: {exc}"
+            return
+        self.record.image_store += f"; kept: {len(self._held.images)} image(s), {size / 2**20:.0f} MiB"
+
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None,
+                   pinned: bool = False) -> PullResult:
+        if self.store is not None and pinned and (kept := self._from_store(reference)) is not None:
+            return kept
+        received = self._received() if self.store is not None else None
         registry = reference.partition("/")[0]
         if access and access.ca_pem:
             self.run(["sh", "-c", 'mkdir -p "$1" && cat > "$1/ca.crt"', "ca", f"{self.engine.certs_dir}/{registry}"], 60 * self.time_scale, access.ca_pem)
@@ -255,14 +366,18 @@ class LibvirtHost(Host):
             if auth_dir:  # the credentials stay on the host for this pull only
                 self.run(["rm", "-rf", auth_dir], 60 * self.time_scale)
         if pull.exit_code != 0:
-            return pull, "", ""
+            return PullResult(pull)
         inspect = self.run(self.engine.platform(reference), timeout=60 * self.time_scale)
         image_id, _, platform = inspect.stdout.strip().partition(" ")
         if inspect.exit_code != 0 or not platform:
             pull.exit_code, pull.stderr = inspect.exit_code or 1, pull.stderr + f"\npulled, but not inspectable: {inspect.stderr.strip()[-300:]}"
-            return pull, "", ""
+            return PullResult(pull)
         image_id = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
-        return pull, image_id, platform
+        if self.store is None:
+            return PullResult(pull, image_id, platform)
+        after = self._received()
+        self._store_pulled(reference, pull, image_id, platform)
+        return PullResult(pull, image_id, platform, StoreUse.PULLED, after - received if received is not None and after is not None else None)
 
     @staticmethod
     def _mount(scenario: ScenarioSpec) -> tuple[str, str]:
@@ -291,9 +406,14 @@ class LibvirtHost(Host):
             self.run(self.engine.remove(name), 60 * self.time_scale)
         return result
 
+    def _fetch(self, delivery: DeliveryRecord) -> list[str]:
+        """The command that puts the delivered image into a store: the delivery's own, or, for an
+        image found in the kept store, the pull from the run's registry that would have been run."""
+        return self.engine.pull(delivery.reference) if delivery.store == StoreUse.IN_STORE else list(delivery.command)
+
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")
-        return [shlex.join(delivery.command)] + [shlex.join(argv) for argv in argvs]
+        return [shlex.join(self._fetch(delivery))] + [shlex.join(argv) for argv in argvs]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
@@ -366,7 +486,7 @@ class LibvirtHost(Host):
         if delivery.image_id in self._rootless_images:
             return ExecRecord(delivery.command, 0, "", "", 0.0)
         self.run(["install", "-d", "-o", ROOTLESS_USER, "-g", ROOTLESS_USER, "-m", "700", f"/run/user/{ROOTLESS_UID}"], 60 * self.time_scale)
-        stored = self.run(as_rootless(list(delivery.command)), timeout)
+        stored = self.run(as_rootless(self._fetch(delivery)), timeout)
         if stored.exit_code == 0:
             self._rootless_images.add(delivery.image_id)
         return stored
@@ -408,7 +528,10 @@ class LibvirtHost(Host):
             self.domain, self.agent = None, None
 
     def stop(self) -> None:
+        keep = self._store_unmounted()
         self._destroy()
+        if keep:
+            self._keep_store()
         try:
             self.files.remove_own()
         except libvirt.libvirtError:
@@ -437,10 +560,12 @@ class BuiltHost(LibvirtHost):
 
     def _boot(self) -> Boot:
         boot_initrd(self.initramfs_base, self.vms_dir / "guest", self.workdir / "initrd.img")
+        store = self._store_disk()  # the engine's kept image store: stage 1 mounts it where the engine keeps images
         return Boot(
             root=self.files.cached(self.build.root_disk, f"{self.build.digest}-root"),
             root_size=self.build.root_disk.stat().st_size,
             kernel=self.files.cached(self.build.kernel, f"{self.build.digest}-kernel"),
             initrd=self.files.own(self.workdir / "initrd.img"),
-            cmdline=boot_cmdline(self.spec),
+            cmdline=boot_cmdline(self.spec) + (f" harness.store={self.engine.store_dir}" if store else ""),
+            disks=store,
         )

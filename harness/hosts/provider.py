@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from harness.config.model import HostSpec, ScenarioSpec
 from harness.images.build import ImageBuild
 from harness.registry.publish import GUEST_GATEWAY
-from harness.results.model import DeliveryRecord, ExecRecord, HostRecord
+from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, StoreUse
 
 # Where a scenario's directory appears inside every container: /harness/scenarios/<name>/run.
 SCENARIOS_IN_CONTAINER = "/harness/scenarios"
@@ -39,6 +39,18 @@ class PullAccess:
     auth_json: bytes | None = None
     ca_pem: bytes | None = None
     auth_file: str = ""  # where the matrix's credentials came from: what logs may name
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull gave: the command as run, the image ID and "os/arch" the engine selected (both
+    "" when it failed), and whether the host's kept store already held it."""
+
+    run: ExecRecord
+    image_id: str = ""
+    platform: str = ""
+    store: StoreUse = StoreUse.NONE
+    received_bytes: int | None = None
 
 
 def missing_from(check: ExecRecord) -> set[str] | None:
@@ -122,9 +134,12 @@ class Host(ABC):
         """This machine's address as the host's guests reach it (where the harness's registry is)."""
         return GUEST_GATEWAY
 
-    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None) -> tuple[ExecRecord, str, str]:
-        """Pull image_name by reference with the host's engine; returns (the pull, image ID, "os/arch" it selected).
-        access: a private registry's credentials and CA, given to the engine for this pull only."""
+    def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None,
+                   pinned: bool = False) -> PullResult:
+        """Pull image_name by reference with the host's engine.
+        access: a private registry's credentials and CA, given to the engine for this pull only.
+        pinned: the reference names its content (the harness's own tags, or @sha256:), so an image
+        the host's kept store holds under it need not be asked of the registry again."""
         raise HostError(f"host {self.name} does not pull images")
 
     @abstractmethod

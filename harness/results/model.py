@@ -161,6 +161,7 @@ class HostRecord:
     error: str = ""
     hypervisor: str = ""  # the name of the libvirt hypervisor that ran it (VM hosts)
     moved: str = ""  # why it started again on this hypervisor: the one it was on stopped answering
+    image_store: str = ""  # its engine's kept image store: how it started, and whether it was kept
 
     def __post_init__(self) -> None:
         self.kind = HostKind(self.kind)
@@ -168,6 +169,14 @@ class HostRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "HostRecord":
         return cls(**{**data, "kind": HostKind(data.get("kind", HostKind.VM)), "facts": HostFacts(**data.get("facts", {}))})
+
+
+class StoreUse(StrEnum):
+    """Whether a pull found the image in the host's kept image store (hosts/store.py)."""
+
+    NONE = ""  # no kept store (an archive load, an engine host, a remote hypervisor)
+    IN_STORE = "in store"  # already there: not pulled (its first pull's evidence is in `output`)
+    PULLED = "pulled"  # fetched from the registry, wholly or its new layers only
 
 
 @dataclass
@@ -190,9 +199,12 @@ class DeliveryRecord:
     # network, a registry, a host in trouble) is not the image's.
     not_portable: str = ""
     tries: int = 1  # pulls that failed for another reason were tried again
+    store: StoreUse = StoreUse.NONE
+    received_bytes: int | None = None  # what the guest's network received during the pull
 
     def __post_init__(self) -> None:
         self.method = DeliveryMethod(self.method)
+        self.store = StoreUse(self.store)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "DeliveryRecord":

@@ -64,7 +64,8 @@ def run(tmp_path_factory, log_before):
                  "purpose: its init dies\ndimension: engine\nmode: service\ninit: [/bin/sh, -c, 'echo init dying; exit 3']\n")
     write_matrix(directory, MATRIX)
     # Blame is tested in test_vm_blame*.py; here it would only add 40 experiments (14 minutes).
-    return run_harness(directory, RUN_ID, "--no-blame")
+    # A fresh image store: the pulls and the layer reuse within one run are what is tested here.
+    return run_harness(directory, RUN_ID, "--no-blame", "--image-stores", "fresh")
 
 
 def test_run_exits_with_pytest_status(run):

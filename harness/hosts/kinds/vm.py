@@ -13,12 +13,13 @@ from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostKind, HostSpec, HypervisorSpec, Matrix
 from harness.hosts.build import build_host, host_recipe
 from harness.hosts.domain import owner_of
-from harness.hosts.files import PER_RUN, POOL_NAME, remove_run_volumes
+from harness.hosts.files import PER_RUN, POOL_NAME, LocalFiles, remove_run_volumes
 from harness.hosts.hypervisors import HypervisorPool
 from harness.hosts.initramfs import cached_base
 from harness.hosts.kinds.base import HostKindDriver
 from harness.hosts.libvirt import BuiltHost, boot_cmdline, connect
 from harness.hosts.provider import Host, HostError
+from harness.hosts.store import ImageStore
 from harness.runs import Cleaned, claim, lives
 from harness.setup.doctor import problems
 
@@ -41,7 +42,14 @@ class VmKind(HostKindDriver):
         cache_root = self.run.cache_root
         build, _ = build_host(spec, self.matrix.vms_dir, self.matrix.mirror, BuildCache(cache_root, "hosts"))
         base = cached_base(build.digest, build.root_disk, BuildCache(cache_root, "initramfs"))
-        return BuiltHost(spec, build, base, *self._placed(spec, waiting))
+        placed = self._placed(spec, waiting)
+        host = BuiltHost(spec, build, base, *placed)
+        # A kept image store lives beside the build cache: on this machine's own hypervisor only
+        # (a remote node's would need its volumes flattened there, which is not done yet).
+        if self.run.image_stores != "off" and isinstance(placed[-1], LocalFiles) and spec.engine:
+            host.store = ImageStore(cache_root / "stores", build.digest)
+            host.fresh_store = self.run.image_stores == "fresh"
+        return host
 
     def _placed(self, spec: HostSpec, waiting: Callable[[str], None]) -> tuple:
         """A slot on a hypervisor of the pool, and what a LibvirtHost needs of it, in the order its
