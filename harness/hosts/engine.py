@@ -161,6 +161,12 @@ class EngineHost(Host):
         finally:
             container.stop()
 
+    @staticmethod
+    def _init_died(wrapped, argv: list[str], command: list[str], said: str, started: float) -> ExecRecord:
+        log = wrapped.logs(tail=100).decode("utf-8", errors="replace")
+        exit_code = int(wrapped.attrs["State"]["ExitCode"])
+        return ExecRecord(argv, 125, log, f"exec {shlex.join(command)}: {said}\n", time.monotonic() - started, container_exit=exit_code)
+
     def _exec_in(self, wrapped, scenario: ScenarioSpec, argv: list[str], timeout: float, started: float) -> ExecRecord:
         """Service mode: the image's init is PID 1; run the scenario in it with `timeout` if it has
         one. An init that died first means the scenario never ran: its exit status and the last
@@ -174,9 +180,11 @@ class EngineHost(Host):
             wrapped.reload()
             if wrapped.status == "running":
                 raise
-            log = wrapped.logs(tail=100).decode("utf-8", errors="replace")
-            exit_code = int(wrapped.attrs["State"]["ExitCode"])
-            return ExecRecord(argv, 125, log, f"exec {shlex.join(command)}: {exc}\n", time.monotonic() - started, container_exit=exit_code)
+            return self._init_died(wrapped, argv, command, str(exc), started)
+        if code == 125:  # the engine's own failure: podman's API service says so when the init died under the exec
+            wrapped.reload()
+            if wrapped.status != "running":
+                return self._init_died(wrapped, argv, command, (stderr or b"").decode("utf-8", errors="replace").strip(), started)
         return ExecRecord(
             argv,
             code,

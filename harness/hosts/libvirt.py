@@ -268,9 +268,7 @@ class LibvirtHost(Host):
     def _from_store(self, reference: str) -> PullResult | None:
         """An image the kept store holds under this pinned reference (whatever registry address
         the earlier run reached it by), found there without asking the registry."""
-        path = reference.partition("/")[2]
-        held = next((i for i in self._held.images.values() if any(r.partition("/")[2] == path for r in i.references)), None)
-        if held is None:
+        if (held := self._held.by_path(reference)) is None:
             return None
         started = time.monotonic()
         found = self.run(self.engine.platform(held.image_id), 60 * self.time_scale)

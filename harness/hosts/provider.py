@@ -138,7 +138,7 @@ class Host(ABC):
                    pinned: bool = False) -> PullResult:
         """Pull image_name by reference with the host's engine.
         access: a private registry's credentials and CA, given to the engine for this pull only.
-        pinned: the reference names its content (the harness's own tags, or @sha256:), so an image
+        pinned: the reference names its content (the harness's own tags are its digest), so an image
         the host's kept store holds under it need not be asked of the registry again."""
         raise HostError(f"host {self.name} does not pull images")
 

@@ -43,8 +43,11 @@ class HeldImage:
 class Held:
     images: dict[str, HeldImage] = field(default_factory=dict)  # by image ID
 
-    def by_reference(self, reference: str) -> HeldImage | None:
-        return next((i for i in self.images.values() if reference in i.references), None)
+    def by_path(self, reference: str) -> HeldImage | None:
+        """The image held under this reference's repository and tag, whatever registry address
+        (host:port) it was pulled by then: the run's registry may listen elsewhere now."""
+        path = reference.partition("/")[2]
+        return next((i for i in self.images.values() if any(r.partition("/")[2] == path for r in i.references)), None)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "images": {k: asdict(v) for k, v in self.images.items()}}, indent=1, sort_keys=True)

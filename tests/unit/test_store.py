@@ -45,3 +45,9 @@ def test_images_no_run_used_for_a_week_are_stale_unless_this_boot_used_them():
     held = Held({"sha256:old": image("sha256:old", now - (STORE_KEEP_DAYS + 1) * 86400), "sha256:new": image("sha256:new", now - 3600),
                  "sha256:used": image("sha256:used", 0.0)})
     assert stale(held, {"sha256:used"}, now) == ["sha256:old"]
+
+
+def test_a_held_image_is_found_by_repository_and_tag_whatever_registry_address_pulled_it():
+    held = Held({"sha256:a": image("sha256:a")})
+    assert held.by_path("10.0.2.2:8009/harness/sha256:a:c-1") is held.images["sha256:a"]
+    assert held.by_path("10.0.2.2:8008/harness/sha256:a:c-2") is None
