@@ -48,7 +48,8 @@ def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, s
             "reference": [image.reference, image.tls_verify] if image.reference else None,
             "manifest": image_digest,
             "retries": matrix.retries,
-            "scenario": tree_digest(scenario.path),
+            "scenario": tree_digest(scenario.suite_root or scenario.path),  # a suite's test calls its helpers
+            "expected_stdout": scenario.expected_stdout,
             "scenario_name": scenario.name,  # where it is mounted in the container
             "scenario_meta": asdict(scenario.options) | {"needs": list(scenario.needs), "mode": scenario.mode, "timeout": scenario.timeout},
         }

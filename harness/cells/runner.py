@@ -13,6 +13,7 @@ from harness.cells.cache import ResultCache
 from harness.cells.verdict import apply_known_issues, cell_result, with_retries
 from harness.config.model import KnownIssue, Matrix, ScenarioSpec
 from harness.hosts.fleet import PROBE_SCENARIO
+from harness.hosts.host_side import image_name
 from harness.hosts.provider import NOT_APPLICABLE, Host, missing_from
 from harness.results.model import CellResult, DeliveryRecord, ExecRecord, HostRecord, now
 
@@ -43,9 +44,12 @@ class CellRunner:
     def run(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, settings: CellSettings) -> CellResult:
         started_at = now()
         timeout = host.timeout_for(scenario)
+        if scenario.mode == "host":  # the name the host-side script finds this cell's image under
+            scenario = replace(scenario, image_as=image_name(scenario, delivery.image))
 
         def attempt() -> CellResult:
-            return cell_result(host.name, delivery.image, scenario.name, host.run_scenario(delivery.image_id, scenario, timeout), now())
+            execution = host.run_scenario(delivery.image_id, scenario, timeout)
+            return cell_result(host.name, delivery.image, scenario.name, execution, now(), scenario.expected_stdout)
 
         judged = self._lacking(host, delivery, scenario, settings) or with_retries(attempt(), attempt, settings.retries)
         message = judged.message

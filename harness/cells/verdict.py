@@ -17,8 +17,20 @@ from harness.results.model import Attempt, CellResult, ExecRecord, Outcome, clip
 ENGINE_FAILED = 125
 
 
-def judge(execution: ExecRecord) -> tuple[Outcome, str]:
-    """(outcome, message) for a finished scenario run."""
+def stdout_differs(expected: str, stdout: str) -> str:
+    """'' when a test printed what its expected-std-out.txt says (carriage returns dropped, as
+    official-images' driver does), else where it first differs."""
+    got, want = stdout.replace("\r", "").splitlines(), expected.replace("\r", "").splitlines()
+    if got == want:
+        return ""
+    line = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+    said = lambda lines: repr(lines[line]) if line < len(lines) else "nothing more"  # noqa: E731
+    return f"its stdout differs from expected-std-out.txt at line {line + 1}: expected {said(want)}, got {said(got)}"
+
+
+def judge(execution: ExecRecord, expected_stdout: str | None = None) -> tuple[Outcome, str]:
+    """(outcome, message) for a finished scenario run; a test with an expected stdout passes only
+    when it printed exactly that."""
     if execution.timed_out:
         return Outcome.TIMEOUT, "the scenario did not finish within its timeout"
     if execution.container_exit is not None:
@@ -26,7 +38,8 @@ def judge(execution: ExecRecord) -> tuple[Outcome, str]:
     if execution.oom_killed:
         return Outcome.FAIL, f"killed: out of memory (exit {execution.exit_code})"
     if execution.exit_code == 0:
-        return Outcome.PASS, ""
+        differs = stdout_differs(expected_stdout, execution.stdout) if expected_stdout is not None else ""
+        return (Outcome.FAIL, differs) if differs else (Outcome.PASS, "")
     if execution.exit_code == NOT_APPLICABLE:
         reason = (execution.stdout.strip().splitlines() or ["the scenario says it does not apply"])[-1]
         return Outcome.NOT_APPLICABLE, reason
@@ -41,8 +54,8 @@ def judge(execution: ExecRecord) -> tuple[Outcome, str]:
     return Outcome.FAIL, f"the scenario exited with {execution.exit_code}"
 
 
-def cell_result(host: str, image: str, scenario: str, execution: ExecRecord, started_at: str) -> CellResult:
-    outcome, message = judge(execution)
+def cell_result(host: str, image: str, scenario: str, execution: ExecRecord, started_at: str, expected_stdout: str | None = None) -> CellResult:
+    outcome, message = judge(execution, expected_stdout)
     return CellResult(
         host=host,
         image=image,

@@ -13,6 +13,7 @@ import yaml
 
 from harness.config.kinds import parse_host, with_host_kinds
 from harness.config.kinds.disk import DiskHostSpec, disk_problem
+from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import (
     DEFAULT_MIRROR,
     CellPattern,
@@ -27,6 +28,7 @@ from harness.config.model import (
     ScenarioSpec,
 )
 from harness.config.registries import AuthFileError, RegistryAccess
+from harness.config.suites import load_suite
 
 
 # Where the harness's own vms/ and scenarios/ are (a source checkout, or an editable install of one),
@@ -315,7 +317,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()
     scenarios = []
-    for index, name in enumerate(data["scenarios"]):
+    for index, name in enumerate(data.get("scenarios", ())):
         # The matrix's own scenarios first, then the harness's catalogue: a matrix anywhere works.
         catalogue = HARNESS_HOME / "scenarios"
         mine = (scenarios_dir / name).is_dir() or "scenarios_dir" in data or not (catalogue / name).is_dir()
@@ -324,6 +326,17 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
             problems.append(loaded)
         else:
             scenarios.append(loaded)
+    for index, entry in enumerate(data.get("suites", ())):
+        tests, suite_problems = load_suite(entry, index, base, loc.problem)
+        problems += suite_problems
+        taken = {s.name: s for s in scenarios}
+        problems += [loc.problem(["suites", index], f"suite test {t.name!r} has the name of another scenario ({_display_name(taken[t.name].path)})")
+                     for t in tests if t.name in taken]
+        scenarios += [t for t in tests if t.name not in taken]
+    if not data.get("scenarios") and not data.get("suites"):
+        problems.append(loc.problem([], "no scenarios: give `scenarios:`, `suites:`, or both"))
+    if any(s.mode == "host" for s in scenarios):  # host-side scenarios call `docker`
+        hosts = tuple(h.with_docker_cli() if isinstance(h, VmHostSpec) else h for h in hosts)
     hypervisors = tuple(HypervisorSpec(h["uri"], h.get("name", ""), h.get("slots"), h.get("harness_address")) for h in data.get("hypervisors", ()))
     problems += _duplicates([{"name": h.name} for h in hypervisors], "hypervisor", loc)
     vms_dir = (base / data.get("vms", "vms")).resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -180,9 +181,28 @@ class ScenarioSpec:
     timeout: float | None
     dimension: str = ""
     needs: tuple[str, ...] = ()
-    mode: str = "run"
+    mode: str = "run"  # run, service, or host: the script runs on the host and drives the engine itself
     init: tuple[str, ...] = ()
     options: ScenarioOptions = field(default_factory=ScenarioOptions)
+    # A test of a suite (config/suites.py): its suite's whole directory goes onto the delivery disk,
+    # since tests call their suite's helpers; its stdout must equal expected_stdout when one is given.
+    suite_root: Path | None = None
+    expected_stdout: str | None = None
+    # For mode host: the repo:tag the image is found under ({image}: the matrix's image name); the
+    # cell runner binds it to the cell's image.
+    image_as: str = "{image}:latest"
+
+    @property
+    def payload_dir(self) -> str:
+        """Where the scenario's own files are on the delivery disk, relative to its root."""
+        if self.suite_root is None:
+            return f"scenarios/{self.name}"
+        suite = f"{self.suite_root.name}-{hashlib.sha256(str(self.suite_root).encode()).hexdigest()[:8]}"  # two suites may share a name
+        return f"suites/{suite}/{self.path.relative_to(self.suite_root)}"
+
+    @property
+    def payload_script(self) -> str:
+        return f"{self.payload_dir}/{self.script.name}"
 
 
 @dataclass(frozen=True)

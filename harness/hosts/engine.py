@@ -22,11 +22,13 @@ from harness.config.kinds.engine import EngineHostSpec
 from harness.config.model import HostKind, ScenarioSpec, debian_arch
 from harness.engines.podman import option_flags
 from harness.hosts.agent import limit_reached
-from harness.hosts.provider import SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import NOT_APPLICABLE, SCENARIOS_IN_CONTAINER, Host, HostError, needs_check, scenario_command, scenario_mount
 from harness.images.build import ImageBuild
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, clip
 
 API_ERRORS = (DockerException, RequestsConnectionError, OSError)
+
+HOST_SIDE_NOT_HERE = "host-side tests run on VM hosts, never on the machine that runs the harness"
 
 
 def _cli(endpoint: str, *args: str) -> list[str]:
@@ -111,6 +113,8 @@ class EngineHost(Host):
             flags += ["--ulimit", f"{name}={value}:{value}"]
         flags += [*option_flags(scenario.options), "-v", f"{scenario.path}:{scenario_mount(scenario)}:ro"]
         load = shlex.join(delivery.command)
+        if scenario.mode == "host":
+            return [load, f"# {HOST_SIDE_NOT_HERE}"]
         if scenario.mode != "service":
             return [load, shlex.join(_cli(self.endpoint, "run", "--rm", *flags, delivery.image_id, *scenario_command(scenario)))]
         return [
@@ -121,6 +125,8 @@ class EngineHost(Host):
         ]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        if scenario.mode == "host":  # its host would be the machine running the harness
+            return ExecRecord([str(scenario.script), scenario.image_as], NOT_APPLICABLE, f"not applicable: {HOST_SIDE_NOT_HERE}\n", "", 0.0)
         if scenario.mode != "service":
             return self._run(image_id, scenario, scenario_command(scenario), timeout)
         if scenario.needs:

@@ -19,6 +19,7 @@ from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
 from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER, as_rootless
+from harness.hosts import host_side
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
 from harness.hosts.agent import AgentError, GuestAgent
@@ -180,7 +181,8 @@ class LibvirtHost(Host):
         self.plain_http = plain_http
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
-        payload = assemble_payload(self.workdir / "payload", images, scenarios, self._engine_files(plain_http))
+        files = self._engine_files(plain_http) | ({host_side.SCRIPT: host_side.TEXT} if any(s.mode == "host" for s in scenarios) else {})
+        payload = assemble_payload(self.workdir / "payload", images, scenarios, files)
         payload_disk = self.workdir / "payload.img"
         _make_payload_disk(payload, payload_disk)
         shutil.rmtree(payload)
@@ -410,11 +412,15 @@ class LibvirtHost(Host):
         return self.engine.pull(delivery.reference) if delivery.store == StoreUse.IN_STORE else list(delivery.command)
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
+        if scenario.mode == "host":
+            return [shlex.join(self._fetch(delivery)), *host_side.by_hand(PAYLOAD_ROOT, scenario, delivery.image_id)]
         argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")
         return [shlex.join(self._fetch(delivery))] + [shlex.join(argv) for argv in argvs]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
+        if scenario.mode == "host":
+            return self._run_on_host(image_id, scenario, name, timeout)
         argvs = self._scenario_argvs(image_id, scenario, name)
         if scenario.mode == "service":
             argvs = argvs[:-1]  # the service is removed below, whatever happens
@@ -434,6 +440,14 @@ class LibvirtHost(Host):
             # A service always needs removing; a timed-out `podman run` leaves its container behind.
             if scenario.mode == "service" or (result is not None and result.timed_out):
                 self.run(self.engine.remove(name), 60 * self.time_scale)
+
+    def _run_on_host(self, image_id: str, scenario: ScenarioSpec, cell: str, timeout: float) -> ExecRecord:
+        """A host-side scenario (harness/hosts/host_side.py); after a timeout, which stopped the
+        script but not the containers it started, what it left is removed."""
+        result = self.run(host_side.run_argv(PAYLOAD_ROOT, scenario, cell, image_id), timeout)
+        if result.timed_out:
+            self.run(host_side.clean_argv(PAYLOAD_ROOT, cell), 120 * self.time_scale)
+        return result
 
     def _if_service_exited(self, name: str, execution: ExecRecord) -> ExecRecord:
         """When a service's container is no longer running (its init died), the scenario never ran:

@@ -22,7 +22,12 @@ def assemble_payload(directory: Path, images: list[ImageBuild], scenarios: list[
         except OSError:
             shutil.copyfile(image.archive, dest)
     for scenario in scenarios:
-        shutil.copytree(scenario.path, directory / "scenarios" / scenario.name, symlinks=False)
+        if scenario.suite_root is None:
+            shutil.copytree(scenario.path, directory / scenario.payload_dir, symlinks=False)
+        else:  # the suite's whole directory, once: its tests call its helpers
+            suite = directory / scenario.payload_dir.removesuffix(f"/{scenario.path.relative_to(scenario.suite_root)}")
+            if not suite.exists():
+                shutil.copytree(scenario.suite_root, suite, symlinks=False)
     for relative, text in (files or {}).items():
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_text(text)

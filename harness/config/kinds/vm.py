@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from harness.config.model import HostKind, HostSpec, Machine
@@ -17,6 +17,13 @@ class VmHostSpec(HostSpec):
     cpu: str | None = None
     kernel_cmdline: str = ""
     extra_packages: tuple[str, ...] = ()
+
+    def with_docker_cli(self) -> "VmHostSpec":
+        """The host as host-side scenarios need it: a `docker` command. podman hosts of bookworm
+        and later get Debian's podman-docker; bullseye has none (the harness's shim stands in)."""
+        if self.engine != "podman" or self.release == "bullseye" or "podman-docker" in self.extra_packages:
+            return self
+        return replace(self, extra_packages=(*self.extra_packages, "podman-docker"))
 
     @property
     def kernel_release(self) -> str:
