@@ -175,8 +175,8 @@ class Blamer:
 
     def blame(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult) -> Verdict | None:
         """The verdict for a failing cell (None: not a failure to blame, or no budget left)."""
-        if failed.outcome not in BLAMED or scenario.mode == "host":
-            return None  # a host-side test starts its own containers: no swap reaches them
+        if failed.outcome not in BLAMED or scenario.mode == "host" or host.spec.via != "engine":
+            return None  # a host-side test starts its own containers, a Pod spec takes no engine option: no swap reaches them
         swaps = swaps_for(host)
         if (known := self.covered(failed, swaps)) is not None:
             return known

@@ -9,12 +9,9 @@ from dataclasses import replace
 from typing import Callable
 
 from harness.config.model import KnownIssue
-from harness.hosts.provider import NOT_APPLICABLE
+from harness.hosts.provider import ENGINE_FAILED, NOT_APPLICABLE
 from harness.results.model import Attempt, CellResult, ExecRecord, Outcome, clip
 
-
-# podman's and docker's exit code when they could not create or start the container at all.
-ENGINE_FAILED = 125
 
 
 def stdout_differs(expected: str, stdout: str) -> str:

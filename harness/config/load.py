@@ -198,6 +198,7 @@ def _load_scenario(directory: Path, name: str, index: int, loc: _Located) -> Sce
             env=tuple(sorted(options.get("env", {}).items())),
             systemd=options.get("systemd", False),
             cap_add=tuple(options.get("cap_add", ())),
+            read_only=options.get("read_only", False),
         ),
     )
 
@@ -313,6 +314,7 @@ def _build(path: Path, data: dict, loc: _Located) -> Matrix:
     hosts = tuple(parse_host(_disk_resolved(h, base), defaults) for h in data["hosts"])
     problems += [loc.problem(["hosts", i, "image"], f"host {h.name!r}: {why}") for i, h in enumerate(hosts)
                  if isinstance(h, DiskHostSpec) and (why := disk_problem(Path(h.image)))]
+    problems += [loc.problem(["hosts", i, "via"], f"host {h.name!r}: {why}") for i, h in enumerate(hosts) if (why := h.via_problem())]
     images, image_problems = _images(data["images"], loc, base)
     problems += image_problems
     scenarios_dir = (base / data.get("scenarios_dir", "scenarios")).resolve()

@@ -101,10 +101,15 @@ class HostSpec:
     arch: str = ""  # Debian's name; for an engine host, empty until read from the engine
     engine: str = ""
     runtime: str = ""
+    via: str = "engine"  # how cells reach the engine: "engine" (its own CLI) or "pod" (a Pod spec, podman kube play)
 
     def settings(self) -> dict[str, str]:
         """The host's own settings as the report shows them."""
         return {}
+
+    def via_problem(self) -> str | None:
+        """Why this host cannot run its cells the way `via` asks, or None."""
+        return None
 
     @property
     def qemu_arch(self) -> str:
@@ -165,6 +170,7 @@ class ScenarioOptions:
     env: tuple[tuple[str, str], ...] = ()
     systemd: bool = False
     cap_add: tuple[str, ...] = ()  # capabilities beyond the engine's default set (SYS_ADMIN...)
+    read_only: bool = False  # the container's root file system mounted read-only
     # Set by a blame experiment only (harness/cells/blame.py), never by a scenario.yaml: engine
     # security options (seccomp=unconfined, apparmor=unconfined, label=disable) and another runtime.
     security_opt: tuple[str, ...] = ()

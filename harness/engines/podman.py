@@ -18,6 +18,8 @@ def option_flags(options: ScenarioOptions) -> list[str]:
         flags += ["--user", options.user]
     for key, value in options.env:
         flags += ["--env", f"{key}={value}"]
+    if options.read_only:
+        flags += ["--read-only"]
     for capability in options.cap_add:
         flags += ["--cap-add", capability]
     for opt in options.security_opt:

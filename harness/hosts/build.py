@@ -51,11 +51,13 @@ def host_recipe(spec: VmHostSpec, vms_dir: Path) -> dict:
     """Everything that determines a host's disk; its digest names the cache entry."""
     recipes = yaml.safe_load((vms_dir / "recipes.yaml").read_text())
     own_kernel = spec.kernel_release == spec.release
+    split = recipes.get("engine_split", {}).get(spec.engine, {})
     packages = sorted(
         {
             *recipes["base"],
             *([recipes["kernels"][spec.arch]] if own_kernel else []),
             *recipes["engines"][spec.engine],
+            *(split["packages"] if spec.release in split.get("releases", ()) else []),
             *recipes["runtimes"][spec.runtime],
             *recipes["lsm"][spec.lsm],
             *spec.extra_packages,

@@ -80,12 +80,6 @@ class DiskHost(LibvirtHost):
             disks=(Disk(self.files.own(seed), "raw", readonly=True),),
         )
 
-    def _must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
-        done = self.run(argv, 120 * self.time_scale, stdin)
-        if done.exit_code != 0:
-            raise HostError(f"host {self.name}: {what} failed (exit {done.exit_code}): {(done.stderr or done.stdout).strip()[-300:]}")
-        return done.stdout.strip()
-
     def _ready(self, timeout: float) -> None:
         """The guest runs and its agent answers: its kernel command line set, deliveries mounted,
         engine found and configured."""

@@ -97,6 +97,8 @@ class EngineHost(Host):
             kwargs["user"] = options.user
         if options.cap_add:
             kwargs["cap_add"] = list(options.cap_add)
+        if options.read_only:
+            kwargs["read_only"] = True
         return (
             _Container(image_id, docker_client_kw={"environment": {"DOCKER_HOST": self.endpoint}})
             .with_command(command)

@@ -18,6 +18,7 @@ import libvirt
 from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
+from harness.engines import pod
 from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER, as_rootless
 from harness.hosts import host_side
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
@@ -28,7 +29,7 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import Host, HostError, PullAccess, PullResult, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import ENGINE_FAILED, NOT_APPLICABLE, Host, HostError, PullAccess, PullResult, needs_check, scenario_command, scenario_mount
 from harness.hosts.store import Held, HeldImage, ImageStore, stale
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
@@ -414,6 +415,11 @@ class LibvirtHost(Host):
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         if scenario.mode == "host":
             return [shlex.join(self._fetch(delivery)), *host_side.by_hand(PAYLOAD_ROOT, scenario, delivery.image_id)]
+        if self.spec.via == "pod" and not self._pod_unsupported(scenario):
+            kube, name = pod.KubePlay(), f"harness-{scenario.name}"
+            spec = self._pod_spec(delivery.image_id, scenario, name)
+            return [shlex.join(self._fetch(delivery)), f"mkdir -p {kube.directory} && cat > {kube.spec_path(name)} <<'EOF'\n{spec}EOF",
+                    *(shlex.join(argv) for argv in (kube.play(name), kube.wait(name), kube.logs(name), kube.remove(name)))]
         argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")
         return [shlex.join(self._fetch(delivery))] + [shlex.join(argv) for argv in argvs]
 
@@ -421,6 +427,8 @@ class LibvirtHost(Host):
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
         if scenario.mode == "host":
             return self._run_on_host(image_id, scenario, name, timeout)
+        if self.spec.via == "pod":
+            return self._run_as_pod(image_id, scenario, name, timeout)
         argvs = self._scenario_argvs(image_id, scenario, name)
         if scenario.mode == "service":
             argvs = argvs[:-1]  # the service is removed below, whatever happens
@@ -448,6 +456,42 @@ class LibvirtHost(Host):
         if result.timed_out:
             self.run(host_side.clean_argv(PAYLOAD_ROOT, cell), 120 * self.time_scale)
         return result
+
+    def _pod_unsupported(self, scenario: ScenarioSpec) -> str:
+        """Why this cell cannot be said as a Pod spec ('' when it can)."""
+        return "a service scenario (init, then an exec) has no pod form here yet" if scenario.mode == "service" else pod.unsupported(scenario.options)
+
+    def _pod_spec(self, image_id: str, scenario: ScenarioSpec, name: str) -> str:
+        return pod.pod_spec(name, image_id, self._mount(scenario), scenario_command(scenario), scenario.options)
+
+    def _run_as_pod(self, image_id: str, scenario: ScenarioSpec, name: str, timeout: float) -> ExecRecord:
+        """The cell as a Pod (harness/engines/pod.py): played, waited for, its container's own log
+        read, the pod removed whatever happens."""
+        kube = pod.KubePlay()
+        if why := self._pod_unsupported(scenario):
+            return ExecRecord(kube.play(name), NOT_APPLICABLE, f"not applicable via pod: {why}\n", "", 0.0)
+        self._must(kube.write(name), "writing the pod spec", self._pod_spec(image_id, scenario, name).encode())
+        started = time.monotonic()
+        try:
+            played = self.run(kube.play(name), timeout)
+            if played.exit_code != 0:  # podman could not create or start the pod: the engine's failure (125), never the image's
+                return played if played.timed_out else replace(played, exit_code=ENGINE_FAILED)
+            waited = self.run(kube.wait(name), max(1.0, timeout - (time.monotonic() - started)))
+            if waited.timed_out or waited.exit_code != 0:
+                return replace(waited, argv=played.argv, exit_code=waited.exit_code if waited.timed_out else ENGINE_FAILED)
+            code = int(waited.stdout.split()[-1])
+            logs = self.run(kube.logs(name), 60 * self.time_scale)
+            oom = code == 137 and self._oom_kill_within(time.monotonic() - started)
+            return ExecRecord(played.argv, code, logs.stdout, logs.stderr, time.monotonic() - started, oom_killed=oom)
+        finally:
+            self.run(kube.remove(name), 60 * self.time_scale)
+
+    def _must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
+        """The command's stdout; a HostError naming `what` when it fails."""
+        done = self.run(argv, 120 * self.time_scale, stdin)
+        if done.exit_code != 0:
+            raise HostError(f"host {self.name}: {what} failed (exit {done.exit_code}): {(done.stderr or done.stdout).strip()[-300:]}")
+        return done.stdout.strip()
 
     def _if_service_exited(self, name: str, execution: ExecRecord) -> ExecRecord:
         """When a service's container is no longer running (its init died), the scenario never ran:

@@ -21,6 +21,8 @@ SCENARIOS_IN_CONTAINER = "/harness/scenarios"
 
 # Exit code that means "not applicable" (automake's and meson's SKIP): a scenario may use it too.
 NOT_APPLICABLE = 77
+# podman's and docker's exit code when they could not create or start the container at all.
+ENGINE_FAILED = 125
 # Checks a scenario's needs inside the container before running it, in whatever /bin/sh it has.
 # It names every missing command, so one check (running `true`) answers for the needs of every
 # scenario of an image on a host.

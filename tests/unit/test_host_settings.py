@@ -115,3 +115,16 @@ def test_only_references_without_tls_verification_are_plain_http(repo_root, tmp_
     matrix = load_matrix(write_matrix(tmp_path, text))
     fleet = Fleet(matrix, RunContext("r", tmp_path, tmp_path, (), registry="http://127.0.0.1:8009"))
     assert fleet._plain_http(StubHost(matrix.host("dockerd"))) == ["10.0.2.2:8009", "10.0.2.2:5001"]
+
+
+def test_docker_hosts_of_trixie_on_get_the_cli_their_docker_io_only_recommends(repo_root, tmp_path):
+    """trixie split docker's CLI into docker-cli, which docker.io only recommends (hosts are built
+    without recommends): a trixie docker host had dockerd and no `docker` command."""
+    import shutil
+
+    shutil.copytree(repo_root / "vms", tmp_path / "vms")
+    shutil.copytree(repo_root / "scenarios", tmp_path / "scenarios")
+    m = load_matrix(write_matrix(tmp_path, MATRIX.replace("images:", "  - {name: t, release: trixie, arch: amd64, engine: docker}\nimages:")))
+    recipes = {h.name: host_recipe(h, m.vms_dir) for h in m.hosts}
+    assert "docker-cli" in recipes["t"]["packages"]
+    assert "docker-cli" not in recipes["dockerd"]["packages"]  # bookworm's docker.io has its CLI (and no docker-cli package)

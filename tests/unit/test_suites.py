@@ -143,3 +143,11 @@ def test_the_host_side_script_tags_runs_and_removes_only_what_the_test_made(tmp_
     assert "rm -f c-new" in calls and "rmi built:1" in calls and "rmi -f i-new" in calls
     assert not any("old" in c for c in calls if c.startswith("rm"))  # what was there before stays
     assert (tmp_path / "cwd").read_text().strip() == str(tmp_path / "state" / "work") and not (tmp_path / "state").exists()
+
+
+def test_via_pod_needs_podman_4(tmp_path):
+    add_scenario(tmp_path / "scenarios", "plain", "#!/bin/sh\n")
+    for host, said in (("{name: d, release: bookworm, arch: amd64, engine: docker, via: pod}", "via: pod needs engine: podman"),
+                       ("{name: o, release: bullseye, arch: amd64, engine: podman, via: pod}", "via: pod needs podman 4 or later")):
+        assert said in problems(matrix(tmp_path, "", "scenarios: [plain]\n", hosts=f"  - {host}\n"))
+    assert load_matrix(matrix(tmp_path, "", "scenarios: [plain]\n", hosts="  - {name: p, release: trixie, arch: amd64, engine: podman, via: pod}\n")).hosts[0].via == "pod"

@@ -30,7 +30,17 @@ class VmHostSpec(HostSpec):
         return self.kernel or self.release
 
     def settings(self) -> dict[str, str]:
-        return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {})}
+        return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {}),
+                **({"via": self.via} if self.via != "engine" else {})}
+
+    def via_problem(self) -> str | None:
+        if self.via != "pod":
+            return None
+        if self.engine != "podman":
+            return "via: pod needs engine: podman (docker has no `kube play`)"
+        if self.release == "bullseye":
+            return "via: pod needs podman 4 or later (bookworm on): bullseye's podman 3.0 plays pods only with a pause image from k8s.gcr.io"
+        return None
 
     @classmethod
     def from_entry(cls, h: dict, machine: Machine) -> "VmHostSpec":
@@ -47,4 +57,5 @@ class VmHostSpec(HostSpec):
             cpu=h.get("cpu"),
             kernel_cmdline=h.get("kernel_cmdline", ""),
             extra_packages=tuple(h.get("extra_packages", ())),
+            via=h.get("via", "engine"),
         )

@@ -1,0 +1,86 @@
+"""The pod path (`via: pod`) for real: cells as generated Pod specs played by podman on bookworm
+and trixie, beside the engine path on the same release. What is checked is read from the guests:
+a pod's container has the pod's name as its hostname; a read-only root and a non-root user asked
+for in the spec hold on both paths; an option the Pod spec cannot say is not applicable there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BOOKWORM_IMAGE, add_scenario
+
+pytestmark = pytest.mark.vm
+
+HOSTS = {
+    "pod-bookworm": "release: bookworm, arch: amd64, engine: podman, runtime: crun, via: pod",
+    "pod-trixie": "release: trixie, arch: amd64, engine: podman, runtime: crun, via: pod",
+    "engine-bookworm": "release: bookworm, arch: amd64, engine: podman, runtime: crun",
+}
+OWN = {
+    "hostname": ("#!/bin/sh\nhostname\n", ""),
+    "readonly-nonroot": (
+        "#!/bin/sh\n[ \"$(id -u):$(id -g)\" = 1000:1000 ] || { echo \"runs as $(id -u):$(id -g)\"; exit 1; }\n"
+        "case \",$(awk '$2 == \"/\" {o = $4} END {print o}' /proc/mounts),\" in *,ro,*) echo held ;; *) echo 'the root file system is writable'; exit 1 ;; esac\n",
+        "options: {read_only: true, user: '1000:1000'}\n",
+    ),
+    "pids-limit": ("#!/bin/sh\ncat /sys/fs/cgroup/pids.max\n", "options: {pids_limit: 64}\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pods")
+    for name, (script, options) in OWN.items():
+        add_scenario(directory / "scenarios", name, script, f"purpose: the pod path's {name}\ndimension: engine\n{options}")
+    hosts = "".join(f"  - {{name: {name}, {spec}}}\n" for name, spec in HOSTS.items())
+    (directory / "matrix.yaml").write_text(f"""
+version: 1
+retries: 0
+hosts:
+{hosts}images:{BOOKWORM_IMAGE}scenarios: [useradd, threads, hostname, readonly-nonroot, pids-limit]
+""")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "matrix.yaml", f"--run-id=pods-{os.getpid()}", "--quiet", "--no-blame"],
+                          cwd=directory, capture_output=True, text=True)
+    print(proc.stdout[-5000:], proc.stderr[-3000:])
+    return proc, json.loads((directory / "reports" / "results.json").read_text())
+
+
+def cell(data: dict, host: str, scenario: str) -> dict:
+    return data["cells"][f"{host}/debian-bookworm/{scenario}"]
+
+
+@pytest.mark.parametrize("host", ["pod-bookworm", "pod-trixie"])
+def test_useradd_and_threads_pass_as_pods_whose_container_is_named_for_its_pod(run, host):
+    _, data = run
+    assert data["hosts"][host]["error"] == "" and data["hosts"][host]["settings"]["via"] == "pod", data["hosts"][host]
+    for scenario in ("useradd", "threads"):
+        result = cell(data, host, scenario)
+        assert result["outcome"] == "pass", (scenario, result["message"], result["stdout"][-500:], result["stderr"][-500:])
+        assert result["command"][:3] == ["podman", "kube", "play"]
+    assert cell(data, host, "hostname")["stdout"].strip().startswith("harness-hostname-")  # the pod's name, read in the container
+
+
+def test_the_engine_path_beside_them_runs_no_pod(run):
+    _, data = run
+    assert "via" not in data["hosts"]["engine-bookworm"]["settings"]
+    assert not cell(data, "engine-bookworm", "hostname")["stdout"].startswith("harness-")  # podman run: the container's ID
+    assert cell(data, "engine-bookworm", "pids-limit")["stdout"].strip() == "64"
+
+
+@pytest.mark.parametrize("host", list(HOSTS))
+def test_a_read_only_root_and_a_non_root_user_hold_on_each_path(run, host):
+    _, data = run
+    result = cell(data, host, "readonly-nonroot")
+    assert result["outcome"] == "pass" and result["stdout"].strip() == "held", (result["message"], result["stdout"], result["stderr"])
+
+
+@pytest.mark.parametrize("host", ["pod-bookworm", "pod-trixie"])
+def test_an_option_the_pod_spec_cannot_say_is_not_applicable_there_never_dropped(run, host):
+    _, data = run
+    result = cell(data, host, "pids-limit")
+    assert result["outcome"] == "not-applicable" and "pids_limit" in result["message"], result
