@@ -43,22 +43,28 @@ class Swap:
     security_opt: tuple[str, ...] = ()
     runtime: str | None = None
     rootless: bool = False
+    via: str | None = None
 
     def apply(self, scenario: ScenarioSpec) -> ScenarioSpec:
         """The scenario as the swap runs it (an image swap changes the delivery, not the scenario)."""
         options = replace(scenario.options, security_opt=scenario.options.security_opt + self.security_opt,
-                          runtime=self.runtime or scenario.options.runtime, rootless=self.rootless or scenario.options.rootless)
+                          runtime=self.runtime or scenario.options.runtime, rootless=self.rootless or scenario.options.rootless,
+                          via=self.via or scenario.options.via)
         return replace(scenario, options=options)
 
 
 UNCHANGED = Swap(Layer.UNCHANGED, "")
 ROOTLESS = Swap(Layer.ROOTLESS, "rootless", rootless=True)
+VIA_ENGINE = Swap(Layer.ORCHESTRATION, "podman run instead of a pod", via="engine")
 _RELEASED = object()  # a pattern's claim given up by the worker that held it
 _ELSEWHERE = object()  # another worker's verdict that does not hold on this host
 
 
 def swaps_for(host: Host) -> list[Swap]:
-    """The single-layer swaps this host allows, cheapest first."""
+    """The single-layer swaps this host allows, cheapest first. On a pod host the one that a Pod
+    spec can be run without: the same cell through the engine's CLI (podman run)."""
+    if host.spec.via == "pod":
+        return [VIA_ENGINE]
     swaps = [Swap(Layer.SECCOMP, "seccomp=unconfined", ("seccomp=unconfined",))]
     lsm = host.record.settings.get("lsm", "")
     if lsm == "apparmor":
@@ -175,8 +181,8 @@ class Blamer:
 
     def blame(self, host: Host, delivery: DeliveryRecord, scenario: ScenarioSpec, failed: CellResult) -> Verdict | None:
         """The verdict for a failing cell (None: not a failure to blame, or no budget left)."""
-        if failed.outcome not in BLAMED or scenario.mode == "host" or host.spec.via != "engine":
-            return None  # a host-side test starts its own containers, a Pod spec takes no engine option: no swap reaches them
+        if failed.outcome not in BLAMED or scenario.mode == "host":
+            return None  # a host-side test starts its own containers: no swap reaches them
         swaps = swaps_for(host)
         if (known := self.covered(failed, swaps)) is not None:
             return known

@@ -1,6 +1,6 @@
 """Host-level blame from the matrix's own cells: the same image and scenario on the hosts that
 differ from the failing cell's host in exactly one setting (engine, runtime, cgroup mode, LSM,
-kernel, CPU model, release). A sibling that passes implicates that setting; when no container swap
+kernel, CPU model, release, engine CLI or pod). A sibling that passes implicates that setting; when no container swap
 helped (the verdict said "the image or the scenario"), a single implicated setting becomes the
 verdict's layer. It costs nothing: those cells ran anyway. Not confirmed by experiment: it says so.
 """
@@ -21,6 +21,7 @@ SETTINGS = {
     "kernel_release": Layer.KERNEL,
     "cpu": Layer.CPU,
     "release": Layer.RELEASE,
+    "via": Layer.ORCHESTRATION,
 }
 
 
@@ -47,8 +48,8 @@ def variants_of(matrix: Matrix, host: str) -> list[tuple[str, str, VmHostSpec]]:
     CPU model) before those that need another disk (no LSM, another release's kernel, the other
     engine)."""
     spec = matrix.host(host)
-    if not isinstance(spec, VmHostSpec) or siblings(matrix, host):
-        return []
+    if not isinstance(spec, VmHostSpec) or siblings(matrix, host) or spec.via != "engine":
+        return []  # a pod host's own experiment runs the cell without the pod (cells/blame.py)
     order = matrix.policy.release_order
     newer = order[order.index(spec.release) + 1] if spec.release in order[:-1] else ""
     changes: list[tuple[str, object]] = [("cgroup", "v1" if spec.cgroup == "v2" else "v2")]

@@ -176,6 +176,7 @@ class ScenarioOptions:
     security_opt: tuple[str, ...] = ()
     runtime: str | None = None
     rootless: bool = False  # run by the host's unprivileged user (podman's rootless mode)
+    via: str | None = None  # "engine": a pod host's cell run through the engine's CLI instead
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,7 @@ class LibvirtHost(Host):
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         if scenario.mode == "host":
             return [shlex.join(self._fetch(delivery)), *host_side.by_hand(PAYLOAD_ROOT, scenario, delivery.image_id)]
-        if self.spec.via == "pod" and not self._pod_unsupported(scenario):
+        if self.spec.via == "pod" and scenario.options.via != "engine" and not self._pod_unsupported(scenario):
             kube, name = pod.KubePlay(), f"harness-{scenario.name}"
             spec = self._pod_spec(delivery.image_id, scenario, name)
             return [shlex.join(self._fetch(delivery)), f"mkdir -p {kube.directory} && cat > {kube.spec_path(name)} <<'EOF'\n{spec}EOF",
@@ -427,7 +427,7 @@ class LibvirtHost(Host):
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
         if scenario.mode == "host":
             return self._run_on_host(image_id, scenario, name, timeout)
-        if self.spec.via == "pod":
+        if self.spec.via == "pod" and scenario.options.via != "engine":
             return self._run_as_pod(image_id, scenario, name, timeout)
         argvs = self._scenario_argvs(image_id, scenario, name)
         if scenario.mode == "service":

@@ -367,6 +367,7 @@ class Layer(StrEnum):
     KERNEL = "kernel"
     CPU = "CPU model"
     RELEASE = "host release"
+    ORCHESTRATION = "orchestration"  # the same cell on the same host passes through the engine's CLI, not as a pod
     ROOTLESS = "rootless"  # passes when an unprivileged user's engine runs it, in a user namespace
     INTERACTION = "interaction"  # more than one single swap turns it into a pass
     IMAGE = "the image or the scenario"  # no swap does

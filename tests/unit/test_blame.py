@@ -289,3 +289,13 @@ def test_rootless_is_tried_only_when_no_cheaper_swap_explains_the_failure():
     verdict = Blamer().blame(host, DELIVERY, SCENARIO, failed())
     assert (verdict.layer, verdict.summary, verdict.confirmed) == (Layer.LSM, "LSM: passes with apparmor=unconfined", True)
     assert Layer.ROOTLESS not in [e.layer for e in verdict.experiments] and not any("rootless" in line for line in host.log)
+
+
+def test_a_pod_hosts_failure_that_podman_run_avoids_is_blamed_on_orchestration():
+    pod_host = StubHost(replace(SPEC, via="pod"), {"s": lambda scenario: 0 if scenario.options.via == "engine" else 1})
+    verdict = Blamer().blame(pod_host, DELIVERY, SCENARIO, failed())
+    assert (verdict.layer, verdict.confirmed) == (Layer.ORCHESTRATION, True)
+    assert [e.layer for e in verdict.experiments] == [Layer.UNCHANGED, Layer.ORCHESTRATION, Layer.UNCHANGED, Layer.ORCHESTRATION]
+    # Engine swaps a Pod spec cannot say are not tried there.
+    image = Blamer().blame(StubHost(replace(SPEC, via="pod"), {"s": lambda _s: 1}), DELIVERY, SCENARIO, failed())
+    assert image.layer == Layer.IMAGE and [e.layer for e in image.experiments] == [Layer.UNCHANGED, Layer.ORCHESTRATION]

@@ -148,6 +148,7 @@ def test_the_host_side_script_tags_runs_and_removes_only_what_the_test_made(tmp_
 def test_via_pod_needs_podman_4(tmp_path):
     add_scenario(tmp_path / "scenarios", "plain", "#!/bin/sh\n")
     for host, said in (("{name: d, release: bookworm, arch: amd64, engine: docker, via: pod}", "via: pod needs engine: podman"),
-                       ("{name: o, release: bullseye, arch: amd64, engine: podman, via: pod}", "via: pod needs podman 4 or later")):
+                       ("{name: o, release: bullseye, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bullseye's podman 3.0"),
+                       ("{name: b, release: bookworm, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bookworm's podman 4.3.1")):
         assert said in problems(matrix(tmp_path, "", "scenarios: [plain]\n", hosts=f"  - {host}\n"))
     assert load_matrix(matrix(tmp_path, "", "scenarios: [plain]\n", hosts="  - {name: p, release: trixie, arch: amd64, engine: podman, via: pod}\n")).hosts[0].via == "pod"

@@ -8,6 +8,14 @@ from typing import ClassVar
 from harness.config.model import HostKind, HostSpec, Machine
 
 
+# Releases whose podman cannot play a pod on the harness's hosts (no systemd, cgroupfs), as seen.
+POD_TOO_OLD = {
+    "bullseye": "bullseye's podman 3.0 plays pods only with a pause image from k8s.gcr.io",
+    "bookworm": "bookworm's podman 4.3.1 starts every pod's infra container with all devices denied "
+                "(crun: mknod `/dev/null`: Operation not permitted; seen 2026-12-03)",
+}
+
+
 @dataclass(frozen=True)
 class VmHostSpec(HostSpec):
     kind: ClassVar[HostKind] = HostKind.VM
@@ -38,8 +46,8 @@ class VmHostSpec(HostSpec):
             return None
         if self.engine != "podman":
             return "via: pod needs engine: podman (docker has no `kube play`)"
-        if self.release == "bullseye":
-            return "via: pod needs podman 4 or later (bookworm on): bullseye's podman 3.0 plays pods only with a pause image from k8s.gcr.io"
+        if self.release in POD_TOO_OLD:
+            return f"via: pod needs trixie or later: {POD_TOO_OLD[self.release]}"
         return None
 
     @classmethod
