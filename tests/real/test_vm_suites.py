@@ -1,6 +1,7 @@
 """Host-side scenarios and suites in official-images' layout, for real: the project's own suite
-(suites/basics) on podman hosts of two releases (bookworm's podman-docker, bullseye's shim) and
-docker hosts of two releases, beside a suite written here that checks what the harness owes such a
+(suites/basics) on a podman host (bookworm's podman-docker) and a docker host (trixie's docker-cli)
+here, and on bullseye's podman (the harness's shim) and bookworm's docker in
+test_vm_suites_slow.py; beside a suite written here that checks what the harness owes such a
 test, from inside the guest: the image under the expected name, `docker` on PATH, the host's tools,
 nothing left behind, an expected stdout judged."""
 
@@ -19,11 +20,14 @@ from tests.conftest import BOOKWORM_IMAGE, add_scenario
 pytestmark = pytest.mark.vm
 
 REPO = Path(__file__).resolve().parents[2]
+# Two releases of each engine: two hosts here (in CI), the other two in test_vm_suites_slow.py.
 HOSTS = {
     "podman-bookworm": "{release: bookworm, arch: amd64, engine: podman, runtime: crun}",
+    "docker-trixie": "{release: trixie, arch: amd64, engine: docker}",
+}
+SLOW_HOSTS = {
     "podman-bullseye": "{release: bullseye, arch: amd64, engine: podman, runtime: crun}",
     "docker-bookworm": "{release: bookworm, arch: amd64, engine: docker}",
-    "docker-trixie": "{release: trixie, arch: amd64, engine: docker}",
 }
 BASICS = ["utc", "override-entrypoint", "run-as-user", "env-flag", "build-offline"]
 # The suite written here: each test reads from the guest what the harness promised it.
@@ -50,8 +54,7 @@ if docker image inspect harness-left-behind:built > /dev/null 2>&1; then echo "i
 }
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def suite_run(tmp_path_factory, hosts: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
     directory = tmp_path_factory.mktemp("suites")
     for name, script in OWN.items():
         test = directory / "own" / "tests" / name
@@ -61,12 +64,12 @@ def run(tmp_path_factory):
     (directory / "own/tests/wrong-output/expected-std-out.txt").write_text("one\ntwo\n")
     add_scenario(directory / "scenarios", "own-mode-host", '#!/bin/sh\nexec docker run --rm "$IMAGE" cat /etc/debian_version\n',
                  "purpose: a matrix's own host-side scenario\ndimension: engine\nmode: host\n")
-    hosts = "".join(f"  - {{name: {name}, {spec[1:]}\n" for name, spec in HOSTS.items())
+    entries = "".join(f"  - {{name: {name}, {spec[1:]}\n" for name, spec in hosts.items())
     (directory / "matrix.yaml").write_text(f"""
 version: 1
 retries: 0
 hosts:
-{hosts}images:{BOOKWORM_IMAGE}scenarios: [own-mode-host]
+{entries}images:{BOOKWORM_IMAGE}scenarios: [own-mode-host]
 suites:
   - {{path: {REPO / 'suites' / 'basics'}, format: official-images}}
   - {{path: own, format: official-images, tests: [host-tools, leaves-behind, nothing-left, wrong-output]}}
@@ -75,6 +78,11 @@ suites:
                           cwd=directory, capture_output=True, text=True)
     print(proc.stdout[-5000:], proc.stderr[-3000:])
     return proc, json.loads((directory / "reports" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return suite_run(tmp_path_factory, HOSTS)
 
 
 def cell(data: dict, host: str, scenario: str) -> dict:
@@ -96,10 +104,7 @@ def test_a_host_side_test_finds_the_image_its_name_and_the_hosts_tools(run, host
     result = cell(data, host, "host-tools")
     assert result["outcome"] == "pass", (result["message"], result["stderr"])
     docker = result["stdout"].strip()
-    if host == "podman-bullseye":
-        assert docker == "/run/harness-bin/docker"  # no podman-docker in bullseye: the harness's shim
-    else:
-        assert docker == "/usr/bin/docker"  # docker.io's own, or Debian's podman-docker
+    assert docker == ("/run/harness-bin/docker" if host == "podman-bullseye" else "/usr/bin/docker")  # bullseye: the harness's shim
 
 
 @pytest.mark.parametrize("host", list(HOSTS))
@@ -112,7 +117,7 @@ def test_what_a_test_ran_or_built_is_gone_after_it(run, host):
 
 def test_a_test_whose_stdout_differs_from_its_expected_output_fails_saying_where(run):
     _, data = run
-    result = cell(data, "docker-bookworm", "wrong-output")
+    result = cell(data, "docker-trixie", "wrong-output")
     assert result["outcome"] == "fail" and result["exit_code"] == 0
     assert result["message"] == "its stdout differs from expected-std-out.txt at line 2: expected 'two', got 'three'"
 
