@@ -118,27 +118,35 @@ def _zipl_conf(rootfs: Path, cmdline: str, target: str = "") -> str:
 
 
 @contextlib.contextmanager
+def _loop(raw: Path, *options: str) -> Iterator[str]:
+    loop = subprocess.run(["losetup", "--find", "--show", *options, str(raw)], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield loop
+    finally:
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+
+
+@contextlib.contextmanager
 def _mounted_root(raw: Path, log: Path) -> Iterator[tuple[str, Path]]:
-    """The disk on a loop device, its root partition mounted with /dev and /proc, for zipl."""
-    loop = subprocess.run(["losetup", "--find", "--show", "--partscan", str(raw)], capture_output=True, text=True, check=True).stdout.strip()
+    """The whole disk on one loop device (zipl's target), its root partition on another (no udev
+    here makes partition nodes), mounted with /dev and /proc for zipl."""
     mnt = raw.parent / "mnt"
     mnt.mkdir()
-    mounts = [mnt / "proc", mnt / "dev", mnt]
-    try:
-        run_logged(["mount", f"{loop}p1", str(mnt)], log, "mount")
-        run_logged(["mount", "--bind", "/dev", str(mnt / "dev")], log, "mount")
-        run_logged(["mount", "-t", "proc", "proc", str(mnt / "proc")], log, "mount")
-        yield loop, mnt
-    finally:
-        for path in mounts:
-            subprocess.run(["umount", str(path)], capture_output=True)
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
+    with _loop(raw) as disk, _loop(raw, "--offset", str(2048 * 512)) as root:
+        run_logged(["mount", root, str(mnt)], log, "mount")
+        try:
+            run_logged(["mount", "--bind", "/dev", str(mnt / "dev")], log, "mount")
+            run_logged(["mount", "-t", "proc", "proc", str(mnt / "proc")], log, "mount")
+            yield disk, mnt
+        finally:
+            for path in (mnt / "proc", mnt / "dev", mnt):
+                subprocess.run(["umount", str(path)], capture_output=True)
 
 
 def _zipl(raw: Path, cmdline: str, log: Path) -> None:
     """The IPL record in the disk's first block and the boot map in /boot/zipl, as zipl writes them."""
-    with _mounted_root(raw, log) as (loop, mnt):
-        (mnt / "tmp/zipl-image.conf").write_text(_zipl_conf(mnt, cmdline, loop))
+    with _mounted_root(raw, log) as (disk, mnt):
+        (mnt / "tmp/zipl-image.conf").write_text(_zipl_conf(mnt, cmdline, disk))
         run_logged(["chroot", str(mnt), "zipl", "--verbose", "--config", "/tmp/zipl-image.conf"], log, "zipl")
         (mnt / "tmp/zipl-image.conf").unlink()
 
