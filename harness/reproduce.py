@@ -74,6 +74,8 @@ def reproduce(matrix: Matrix, cell: str, cache_root: Path, out: TextIO, swap: st
     """Run the cell; print what happened; then a shell reading `shell`, if given. Returns 0 when
     the cell passed, 1 when it did not."""
     host_name, image, scenario_name = cell.split("/")
+    if swap is not None and matrix.scenario(scenario_name).mode == "host":
+        raise ReproduceError(f"scenario {scenario_name} runs on the host and starts its own containers: no swap reaches them")
     run_id = f"reproduce-{uuid.uuid4().hex[:8]}"
     pool = matrix.pool()
     registry = run_registry(matrix, cache_root, pool)

@@ -152,3 +152,13 @@ def test_via_pod_needs_podman_4(tmp_path):
                        ("{name: b, release: bookworm, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bookworm's podman 4.3.1")):
         assert said in problems(matrix(tmp_path, "", "scenarios: [plain]\n", hosts=f"  - {host}\n"))
     assert load_matrix(matrix(tmp_path, "", "scenarios: [plain]\n", hosts="  - {name: p, release: trixie, arch: amd64, engine: podman, via: pod}\n")).hosts[0].via == "pod"
+
+
+def test_reproduce_refuses_a_swap_on_a_host_side_test_before_starting_anything(tmp_path):
+    from harness.reproduce import ReproduceError, reproduce
+
+    suite(tmp_path / "s", {"utc": "#!/bin/sh\n"})
+    m = load_matrix(matrix(tmp_path, "suites:\n  - {path: s, format: official-images}\n"))
+    with pytest.raises(ReproduceError, match="runs on the host and starts its own containers: no swap reaches them"):
+        reproduce(m, "p/debian-bookworm/utc", tmp_path / "cache", None, swap="seccomp=unconfined")
+    assert not (tmp_path / "cache").exists()
