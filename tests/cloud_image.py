@@ -112,8 +112,8 @@ def _zipl_conf(rootfs: Path, cmdline: str, target: str = "") -> str:
     kernel, initrd = _kernel(rootfs)
     geometry = f"targetbase={target}\ntargettype=SCSI\ntargetblocksize=512\ntargetoffset=2048\n" if target else ""
     return (
-        f"[defaultboot]\ndefaultauto\nprompt=0\ntimeout=0\ntarget=/boot/zipl\n{geometry}"
-        f"[debian]\ntarget=/boot/zipl\nimage=/boot/{kernel}\nramdisk=/boot/{initrd}\nparameters=\"root=UUID={ROOT_UUID} ro {cmdline}\"\n"
+        "[defaultboot]\ndefault=debian\n"
+        f"[debian]\ntarget=/boot/zipl\n{geometry}image=/boot/{kernel}\nramdisk=/boot/{initrd}\nparameters=\"root=UUID={ROOT_UUID} ro {cmdline}\"\n"
     )
 
 
@@ -167,6 +167,7 @@ def cloud_image(cache_root: Path, release: str, arch: str, mirror: str = DEFAULT
         boot = _boot_partition(tmp, loader, _grub(rootfs, tmp, loader, cmdline, log), log) if loader.grub_platform else None
         if arch == "s390x":  # the configuration the guest's own zipl reads (a kernel update, the harness's cgroup setting)
             (rootfs / "etc/zipl.conf").write_text(_zipl_conf(rootfs, cmdline))
+            (rootfs / "boot/zipl").mkdir(exist_ok=True)  # where zipl writes its boot map
         (rootfs / "etc/fstab").write_text(f"UUID={ROOT_UUID} / ext4 defaults 0 1\n")
         (rootfs / "etc/hostname").write_text("debian-cloud\n")
         (rootfs / "etc/systemd/network").mkdir(parents=True, exist_ok=True)

@@ -55,16 +55,19 @@ class Swap:
 
 UNCHANGED = Swap(Layer.UNCHANGED, "")
 ROOTLESS = Swap(Layer.ROOTLESS, "rootless", rootless=True)
-VIA_ENGINE = Swap(Layer.ORCHESTRATION, "podman run instead of a pod", via="engine")
+VIA_ENGINE = {  # a pod host's, a CRI host's one swap: the cell through the engine's CLI instead
+    "pod": Swap(Layer.ORCHESTRATION, "podman run instead of a pod", via="engine"),
+    "cri": Swap(Layer.ORCHESTRATION, "podman run instead of the CRI", via="engine"),
+}
 _RELEASED = object()  # a pattern's claim given up by the worker that held it
 _ELSEWHERE = object()  # another worker's verdict that does not hold on this host
 
 
 def swaps_for(host: Host) -> list[Swap]:
-    """The single-layer swaps this host allows, cheapest first. On a pod host the one that a Pod
-    spec can be run without: the same cell through the engine's CLI (podman run)."""
-    if host.spec.via == "pod":
-        return [VIA_ENGINE]
+    """The single-layer swaps this host allows, cheapest first. On a pod or CRI host the one that
+    such a cell can be run without: the same cell through the engine's CLI (podman run)."""
+    if host.spec.via in VIA_ENGINE:
+        return [VIA_ENGINE[host.spec.via]]
     swaps = [Swap(Layer.SECCOMP, "seccomp=unconfined", ("seccomp=unconfined",))]
     lsm = host.record.settings.get("lsm", "")
     if lsm == "apparmor":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ def host_recipe(spec: VmHostSpec, vms_dir: Path) -> dict:
             *([recipes["kernels"][spec.arch]] if own_kernel else []),
             *recipes["engines"][spec.engine],
             *(split["packages"] if spec.release in split.get("releases", ()) else []),
+            *recipes.get("via", {}).get(spec.via, []),
             *recipes["runtimes"][spec.runtime],
             *recipes["lsm"][spec.lsm],
             *spec.extra_packages,
@@ -72,6 +74,8 @@ def host_recipe(spec: VmHostSpec, vms_dir: Path) -> dict:
         "kernel": {"release": spec.kernel_release, "package": recipes["kernels"][spec.arch]},
         "packages": packages,
         **_engine_config_digest(spec, vms_dir),
+        **({"cri": digest_of({"client": (vms_dir / "guest" / "cri.py").read_text(), "containerd": CONTAINERD_CONFIG, "cni": CNI_NETWORK})}
+           if spec.via == "cri" else {}),
     }
 
 
@@ -110,6 +114,49 @@ def _install_guest_files(spec: VmHostSpec, vms_dir: Path, rootfs: Path) -> None:
         _add_rootless_user(rootfs)
     (rootfs / "etc/hostname").write_text(f"{spec.name}\n")
     (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {spec.name}\n::1 localhost\n")
+
+
+# containerd for the CRI path: the CRI plugin's pause image is the one the harness builds in the
+# guest (registry.k8s.io cannot be reached), its CNI plugins where Debian installs them.
+CONTAINERD_CONFIG = """version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/harness-pause:1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "/etc/cni/net.d"
+"""
+# The pods' network: a bridge of their own with addresses from host-local and no route out (the CRI
+# plugin wants an eth0 with an address; the loopback plugin alone gives it none, seen with 1.7.24).
+CNI_NETWORK = json.dumps({"cniVersion": "1.0.0", "name": "harness-pods", "plugins": [
+    {"type": "bridge", "bridge": "harness-cni0", "isGateway": False, "ipMasq": False,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.77.0/24"}]], "routes": []}}]}) + "\n"
+CRI_PROTO = "usr/share/gocode/src/k8s.io/cri-api/pkg/apis/runtime/v1/api.proto"
+
+
+def without_gogo(proto: str) -> str:
+    """The CRI API's proto without gogoproto's import and options: they steer Go code generation
+    only (the wire format is the same), and gogo.proto's Go-style import path ("github.com/...")
+    cannot become a Python module."""
+    proto = re.sub(r'^import "github\.com/gogo/protobuf/gogoproto/gogo\.proto";\n', "", proto, flags=re.M)
+    proto = re.sub(r"^option \(gogoproto\.[^;]*;\n", "", proto, flags=re.M)
+    proto = re.sub(r"\s*\[\s*\(gogoproto\.[^\]]*\]", "", proto)  # a field's [(gogoproto.x) = y, ...]
+    return proto
+
+
+def _install_cri_client(vms_dir: Path, rootfs: Path, log: Path) -> None:
+    """The CRI path's files: containerd's configuration (the guest's init starts containerd when
+    it is there), the pods' CNI network, and the CRI client with its stubs, generated from the
+    release's CRI API proto by the release's own protoc and gRPC plugin."""
+    (rootfs / "etc/containerd").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/containerd/harness.toml").write_text(CONTAINERD_CONFIG)
+    (rootfs / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/cni/net.d/10-harness-pods.conflist").write_text(CNI_NETWORK)
+    client = rootfs / "usr/lib/harness-cri"
+    client.mkdir(parents=True, exist_ok=True)
+    (client / "api.proto").write_text(without_gogo((rootfs / CRI_PROTO).read_text()))
+    shutil.copyfile(vms_dir / "guest" / "cri.py", client / "cri.py")
+    run_logged(["chroot", str(rootfs), "protoc", "-I/usr/lib/harness-cri", "--python_out=/usr/lib/harness-cri", "--grpc_out=/usr/lib/harness-cri",
+                "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin", "/usr/lib/harness-cri/api.proto"], log, "the CRI client's stubs")
 
 
 def _add_rootless_user(rootfs: Path) -> None:
@@ -192,6 +239,8 @@ def build_host(spec: VmHostSpec, vms_dir: Path, mirror: str, cache: BuildCache) 
         if spec.kernel_release != spec.release:
             _install_foreign_kernel(spec, recipe["kernel"]["package"], rootfs, tmp / "kernel", mirror, log)
         _install_guest_files(spec, vms_dir, rootfs)
+        if spec.via == "cri":
+            _install_cri_client(vms_dir, rootfs, log)
         if spec.lsm == "selinux":
             _label_for_selinux(spec, rootfs, log)
         shutil.copyfile(_only(rootfs, "vmlinu[xz]-*"), tmp / "vmlinuz")  # ppc64el ships an uncompressed vmlinux

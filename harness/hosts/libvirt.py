@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import time
 import uuid
 from abc import abstractmethod
+from collections.abc import Callable
 from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +20,7 @@ import libvirt
 from harness.config.kinds.vm import VmHostSpec
 from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
 from harness.engines.docker import engine_cli
-from harness.engines import pod
+from harness.engines import cri, pod
 from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER, as_rootless
 from harness.hosts import host_side
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
@@ -153,9 +155,13 @@ class LibvirtHost(Host):
         """Put this boot's files where the hypervisor reaches them (may raise libvirtError)."""
 
     def _ready(self, timeout: float) -> None:
-        """After the agent answers: ready for commands once a daemon engine answers too."""
+        """After the agent answers: ready for commands once a daemon engine answers too (and, on
+        the CRI path, containerd's CRI plugin, with the pause image built)."""
         if ready := self.engine.ready():
             CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
+        if self.spec.via == "cri":
+            CommandSucceeds(self.agent, cri.VERSION).wait_until_ready(self.domain, timeout)
+            self._must(cri.pause(), "building the CRI sandbox's pause image")
 
     def _domain_spec(self, accel: str, boot: Boot, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
@@ -243,11 +249,16 @@ class LibvirtHost(Host):
 
     # -- use ------------------------------------------------------------------------------------
     def load_image(self, image: ImageBuild, timeout: float) -> ExecRecord:
-        load = self.run(self.engine.load(f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"), timeout)
+        archive = f"{PAYLOAD_ROOT}/images/{image.name}.oci.tar"
+        load = self.run(self.engine.load(archive), timeout)
         if load.exit_code == 0:
             check = self.run(self.engine.image_exists(image.image_id), timeout=60)
             if check.exit_code != 0:
                 load.exit_code, load.stderr = check.exit_code, load.stderr + f"\nloaded, but no image {image.image_id}"
+        if load.exit_code == 0 and self.spec.via == "cri":  # and where the CRI plugin finds images
+            into = self.run(cri.load(archive), timeout)
+            if into.exit_code != 0:
+                return replace(into, stderr=f"{into.stderr}\nthe engine loaded it, containerd's k8s.io namespace could not import it")
         return load
 
     def pulls(self) -> bool:
@@ -352,6 +363,16 @@ class LibvirtHost(Host):
 
     def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None,
                    pinned: bool = False) -> PullResult:
+        pulled = self._engine_pull(reference, timeout, tls_verify, access, pinned)
+        if self.spec.via != "cri" or not pulled.image_id:
+            return pulled
+        # The CRI path's containerd keeps images of its own (namespace k8s.io): pulled there too.
+        into = self.run(cri.pull(reference, tls_verify), timeout)
+        if into.exit_code != 0:
+            return PullResult(replace(into, stderr=f"{into.stderr}\nthe engine had it, containerd's k8s.io namespace could not pull it"))
+        return pulled
+
+    def _engine_pull(self, reference: str, timeout: float, tls_verify: bool, access: PullAccess | None, pinned: bool) -> PullResult:
         if self.store is not None and pinned and (kept := self._from_store(reference)) is not None:
             return kept
         received = self._received() if self.store is not None else None
@@ -415,6 +436,9 @@ class LibvirtHost(Host):
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         if scenario.mode == "host":
             return [shlex.join(self._fetch(delivery)), *host_side.by_hand(PAYLOAD_ROOT, scenario, delivery.image_id)]
+        if self.spec.via == "cri" and scenario.options.via != "engine" and not self._pod_unsupported(scenario, cri.unsupported):
+            asked = cri.cell(f"harness-{scenario.name}", delivery.image_id, self._mount(scenario), scenario_command(scenario), scenario.options, self.timeout_for(scenario))
+            return [shlex.join(self._fetch(delivery)), shlex.join(cri.pull(delivery.reference, False)), f"echo {shlex.quote(json.dumps(asked))} | {shlex.join(cri.RUN)}"]
         if self.spec.via == "pod" and scenario.options.via != "engine" and not self._pod_unsupported(scenario):
             kube, name = pod.KubePlay(), f"harness-{scenario.name}"
             spec = self._pod_spec(delivery.image_id, scenario, name)
@@ -429,6 +453,8 @@ class LibvirtHost(Host):
             return self._run_on_host(image_id, scenario, name, timeout)
         if self.spec.via == "pod" and scenario.options.via != "engine":
             return self._run_as_pod(image_id, scenario, name, timeout)
+        if self.spec.via == "cri" and scenario.options.via != "engine":
+            return self._run_via_cri(image_id, scenario, name, timeout)
         argvs = self._scenario_argvs(image_id, scenario, name)
         if scenario.mode == "service":
             argvs = argvs[:-1]  # the service is removed below, whatever happens
@@ -457,9 +483,10 @@ class LibvirtHost(Host):
             self.run(host_side.clean_argv(PAYLOAD_ROOT, cell), 120 * self.time_scale)
         return result
 
-    def _pod_unsupported(self, scenario: ScenarioSpec) -> str:
-        """Why this cell cannot be said as a Pod spec ('' when it can)."""
-        return "a service scenario (init, then an exec) has no pod form here yet" if scenario.mode == "service" else pod.unsupported(scenario.options)
+    @staticmethod
+    def _pod_unsupported(scenario: ScenarioSpec, unsupported: Callable[[ScenarioOptions], str] = pod.unsupported) -> str:
+        """Why this cell cannot be said as a pod, of the Pod spec or of the CRI ('' when it can)."""
+        return "a service scenario (init, then an exec) has no pod form here yet" if scenario.mode == "service" else unsupported(scenario.options)
 
     def _pod_spec(self, image_id: str, scenario: ScenarioSpec, name: str) -> str:
         return pod.pod_spec(name, image_id, self._mount(scenario), scenario_command(scenario), scenario.options)
@@ -485,6 +512,15 @@ class LibvirtHost(Host):
             return ExecRecord(played.argv, code, logs.stdout, logs.stderr, time.monotonic() - started, oom_killed=oom)
         finally:
             self.run(kube.remove(name), 60 * self.time_scale)
+
+    def _run_via_cri(self, image_id: str, scenario: ScenarioSpec, name: str, timeout: float) -> ExecRecord:
+        """The cell through the CRI API (harness/engines/cri.py; the client is vms/guest/cri.py):
+        a pod sandbox and one container, run, read and removed by containerd's CRI plugin."""
+        if why := self._pod_unsupported(scenario, cri.unsupported):
+            return ExecRecord(cri.RUN, NOT_APPLICABLE, f"not applicable via cri: {why}\n", "", 0.0)
+        cell = cri.cell(name, image_id, self._mount(scenario), scenario_command(scenario), scenario.options, timeout)
+        done = self.run(cri.RUN, timeout + 180 * self.time_scale, json.dumps(cell).encode())
+        return cri.execution(done, cell)
 
     def _must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
         """The command's stdout; a HostError naming `what` when it fails."""

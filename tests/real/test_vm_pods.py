@@ -1,5 +1,6 @@
-"""The pod path (`via: pod`) for real: cells as generated Pod specs played by trixie's podman,
-beside the engine path (bookworm's podman cannot play pods on these hosts: a validation error). What is checked is read from the guests:
+"""The pod paths for real: cells as generated Pod specs played by trixie's podman (`via: pod`), and
+as CRI pod sandboxes run by trixie's containerd through the CRI API (`via: cri`), beside the engine
+path (bookworm's podman cannot play pods on these hosts: a validation error). What is checked is read from the guests:
 a pod's container has the pod's name as its hostname; a read-only root and a non-root user asked
 for in the spec hold on both paths; an option the Pod spec cannot say is not applicable there."""
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.vm
 
 HOSTS = {
     "pod-trixie": "release: trixie, arch: amd64, engine: podman, runtime: crun, via: pod",
+    "cri-trixie": "release: trixie, arch: amd64, engine: podman, runtime: crun, via: cri",
     "engine-bookworm": "release: bookworm, arch: amd64, engine: podman, runtime: crun",
 }
 OWN = {
@@ -55,15 +57,25 @@ def cell(data: dict, host: str, scenario: str) -> dict:
     return data["cells"][f"{host}/debian-bookworm/{scenario}"]
 
 
-@pytest.mark.parametrize("host", ["pod-trixie"])
+PATHS = {"pod-trixie": (["podman", "kube", "play"], "pod"), "cri-trixie": (["python3", "/usr/lib/harness-cri/cri.py", "run"], "cri (containerd's CRI plugin; no kubelet)")}
+
+
+@pytest.mark.parametrize("host", list(PATHS))
 def test_useradd_and_threads_pass_as_pods_whose_container_is_named_for_its_pod(run, host):
     _, data = run
-    assert data["hosts"][host]["error"] == "" and data["hosts"][host]["settings"]["via"] == "pod", data["hosts"][host]
+    command, said = PATHS[host]
+    assert data["hosts"][host]["error"] == "" and data["hosts"][host]["settings"]["via"] == said, data["hosts"][host]
     for scenario in ("useradd", "threads"):
         result = cell(data, host, scenario)
         assert result["outcome"] == "pass", (scenario, result["message"], result["stdout"][-500:], result["stderr"][-500:])
-        assert result["command"][:3] == ["podman", "kube", "play"]
+        assert result["command"][:len(command)] == command
     assert cell(data, host, "hostname")["stdout"].strip().startswith("harness-hostname-")  # the pod's name, read in the container
+
+
+def test_a_cri_host_reports_containerd_and_the_cri_api_version_its_plugin_answers(run):
+    _, data = run
+    raw = data["hosts"]["cri-trixie"]["facts"]["raw"]
+    assert raw["cri_runtime"].startswith("containerd ") and raw["cri_api_version"] == "v1" and raw["containerd_version"], raw
 
 
 def test_the_engine_path_beside_them_runs_no_pod(run):
@@ -80,17 +92,18 @@ def test_a_read_only_root_and_a_non_root_user_hold_on_each_path(run, host):
     assert result["outcome"] == "pass" and result["stdout"].strip() == "held", (result["message"], result["stdout"], result["stderr"])
 
 
-@pytest.mark.parametrize("host", ["pod-trixie"])
+@pytest.mark.parametrize("host", list(PATHS))
 def test_an_option_the_pod_spec_cannot_say_is_not_applicable_there_never_dropped(run, host):
     _, data = run
     result = cell(data, host, "pids-limit")
     assert result["outcome"] == "not-applicable" and "pids_limit" in result["message"], result
 
 
-def test_a_failure_only_the_pod_causes_is_blamed_on_orchestration_by_rerunning_it_without_the_pod(run):
+@pytest.mark.parametrize("host", list(PATHS))
+def test_a_failure_only_the_pod_causes_is_blamed_on_orchestration_by_rerunning_it_without_the_pod(run, host):
     _, data = run
-    assert cell(data, "pod-trixie", "not-in-a-pod")["outcome"] == "fail" and cell(data, "engine-bookworm", "not-in-a-pod")["outcome"] == "pass"
-    verdict = next(v for v in data["verdicts"].values() if "pod-trixie/debian-bookworm/not-in-a-pod" in v["cells"])
+    assert cell(data, host, "not-in-a-pod")["outcome"] == "fail" and cell(data, "engine-bookworm", "not-in-a-pod")["outcome"] == "pass"
+    verdict = next(v for v in data["verdicts"].values() if f"{host}/debian-bookworm/not-in-a-pod" in v["cells"])
     assert verdict["layer"] == "orchestration" and verdict["confirmed"] is True, verdict
     swapped = [e for e in verdict["experiments"] if e["layer"] == "orchestration"]
     assert swapped and swapped[0]["outcome"] == "pass" and swapped[0]["command"][:2] == ["podman", "run"], swapped

@@ -145,11 +145,13 @@ def test_the_host_side_script_tags_runs_and_removes_only_what_the_test_made(tmp_
     assert (tmp_path / "cwd").read_text().strip() == str(tmp_path / "state" / "work") and not (tmp_path / "state").exists()
 
 
-def test_via_pod_needs_podman_4(tmp_path):
+def test_via_pod_and_cri_need_trixies_podman(tmp_path):
     add_scenario(tmp_path / "scenarios", "plain", "#!/bin/sh\n")
     for host, said in (("{name: d, release: bookworm, arch: amd64, engine: docker, via: pod}", "via: pod needs engine: podman"),
                        ("{name: o, release: bullseye, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bullseye's podman 3.0"),
-                       ("{name: b, release: bookworm, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bookworm's podman 4.3.1")):
+                       ("{name: b, release: bookworm, arch: amd64, engine: podman, via: pod}", "via: pod needs trixie or later: bookworm's podman 4.3.1"),
+                       ("{name: c, release: bookworm, arch: amd64, engine: podman, via: cri}", "via: cri needs trixie or later: bookworm packages no CRI API proto"),
+                       ("{name: e, release: trixie, arch: amd64, engine: docker, via: cri}", "via: cri needs engine: podman (dockerd runs a containerd of its own)")):
         assert said in problems(matrix(tmp_path, "", "scenarios: [plain]\n", hosts=f"  - {host}\n"))
     assert load_matrix(matrix(tmp_path, "", "scenarios: [plain]\n", hosts="  - {name: p, release: trixie, arch: amd64, engine: podman, via: pod}\n")).hosts[0].via == "pod"
 

@@ -15,6 +15,12 @@ POD_TOO_OLD = {
                 "(crun: mknod `/dev/null`: Operation not permitted; seen 2026-12-03)",
 }
 
+VIA_SAID = {"pod": "pod", "cri": "cri (containerd's CRI plugin; no kubelet)"}  # as the report shows a host's path
+CRI_TOO_OLD = {
+    "bullseye": "bullseye packages no CRI API proto to generate the harness's CRI client from (golang-github-kubernetes-cri-api-dev is trixie's)",
+    "bookworm": "bookworm packages no CRI API proto to generate the harness's CRI client from (golang-github-kubernetes-cri-api-dev is trixie's)",
+}
+
 
 @dataclass(frozen=True)
 class VmHostSpec(HostSpec):
@@ -39,16 +45,15 @@ class VmHostSpec(HostSpec):
 
     def settings(self) -> dict[str, str]:
         return {"kernel": self.kernel_release, "cgroup": self.cgroup, "lsm": self.lsm, **({"cpu": self.cpu} if self.cpu else {}),
-                **({"via": self.via} if self.via != "engine" else {})}
+                **({"via": VIA_SAID[self.via]} if self.via != "engine" else {})}
 
     def via_problem(self) -> str | None:
-        if self.via != "pod":
+        if self.via == "engine":
             return None
-        if self.engine != "podman":
-            return "via: pod needs engine: podman (docker has no `kube play`)"
-        if self.release in POD_TOO_OLD:
-            return f"via: pod needs trixie or later: {POD_TOO_OLD[self.release]}"
-        return None
+        if self.engine != "podman":  # the CRI path's probes and deliveries go through podman too
+            return f"via: {self.via} needs engine: podman" + (" (docker has no `kube play`)" if self.via == "pod" else " (dockerd runs a containerd of its own)")
+        too_old = (POD_TOO_OLD if self.via == "pod" else CRI_TOO_OLD).get(self.release)
+        return f"via: {self.via} needs trixie or later: {too_old}" if too_old else None
 
     @classmethod
     def from_entry(cls, h: dict, machine: Machine) -> "VmHostSpec":

@@ -1,0 +1,53 @@
+"""The CRI path's side in the harness: what the in-guest client is asked, and how its answer is
+judged (a refused call is the engine's, a container's exit is the cell's)."""
+
+from __future__ import annotations
+
+import json
+
+from harness.config.model import ScenarioOptions
+from harness.engines import cri
+from harness.results.model import ExecRecord
+
+
+def test_options_become_the_cri_containers_fields():
+    asked = cri.cell("harness-x-1", "sha256:abc", ("/var/lib/harness/scenarios/x", "/harness/scenarios/x"), ["/harness/scenarios/x/run"],
+                     ScenarioOptions(memory="128m", user="1000:1001", read_only=True, env=(("A", "b"),), cap_add=("CAP_NET_RAW",)), 60.0)
+    assert asked == {"name": "harness-x-1", "image": "sha256:abc", "mount": ["/var/lib/harness/scenarios/x", "/harness/scenarios/x"],
+                     "command": ["/harness/scenarios/x/run"], "timeout": 60.0, "env": [["A", "b"]], "read_only": True, "cap_add": ["NET_RAW"],
+                     "memory_bytes": 128 * 2**20, "uid": 1000, "gid": 1001}
+    assert cri.cell("n", "i", ("a", "b"), ["c"], ScenarioOptions(user="nobody"), 1.0)["username"] == "nobody"  # the CRI takes a name too
+
+
+def test_what_the_cri_cannot_say_is_named():
+    assert cri.unsupported(ScenarioOptions(memory="1g", user="nobody", read_only=True)) == ""
+    assert cri.unsupported(ScenarioOptions(pids_limit=64)).startswith("pids_limit: ")
+    assert cri.unsupported(ScenarioOptions(security_opt=("seccomp=unconfined",))).startswith("security_opt: ")
+
+
+def answer(**said) -> ExecRecord:
+    base = {"exit_code": None, "stdout": "", "stderr": "", "timed_out": False}
+    return ExecRecord(cri.RUN, 0, json.dumps(base | said) + "\n", "", 3.0)
+
+
+def test_the_containers_exit_and_log_are_the_cells():
+    done = cri.execution(answer(exit_code=3, stdout="out\n", stderr="err\n"), {"name": "n"})
+    assert (done.exit_code, done.stdout, done.stderr, done.argv[-1]) == (3, "out\n", "err\n", '{"name": "n"}')
+    assert cri.execution(answer(exit_code=137, reason="OOMKilled"), {}).oom_killed
+    assert cri.execution(answer(timed_out=True), {}).timed_out
+
+
+def test_a_call_the_cri_refused_or_a_client_that_said_nothing_is_the_engines_failure():
+    refused = cri.execution(answer(error="RunPodSandbox: UNKNOWN: failed to get sandbox image"), {})
+    assert refused.exit_code == 125 and "RunPodSandbox: UNKNOWN" in refused.stderr
+    assert cri.execution(ExecRecord(cri.RUN, 1, "", "Traceback ...", 1.0), {}).exit_code == 125
+
+
+def test_the_cri_protos_gogo_options_are_dropped_and_nothing_else():
+    from harness.hosts.build import without_gogo
+
+    proto = ('syntax = "proto3";\npackage runtime.v1;\nimport "github.com/gogo/protobuf/gogoproto/gogo.proto";\n\n'
+             'option (gogoproto.stringer_all) =  true;\noption go_package = "k8s.io/cri-api/pkg/apis/runtime/v1";\n'
+             'message A { string b = 1 [(gogoproto.customname) = "B", (gogoproto.nullable) = false]; int64 c = 2; }\n')
+    assert without_gogo(proto) == ('syntax = "proto3";\npackage runtime.v1;\n\noption go_package = "k8s.io/cri-api/pkg/apis/runtime/v1";\n'
+                                   'message A { string b = 1; int64 c = 2; }\n')
