@@ -6,6 +6,17 @@ time over cores x wall time), and the hosts' own figures (boot, deliveries, cell
 matrix can be measured by itself with pytest's -k.
 
     python bench/matrix_time.py [--matrix matrix.yaml] [--cold] [--workers auto] [-- -k "bookworm-amd64 and not docker"]
+
+A matrix too big for one sitting is measured in chunks of hosts kept in a state directory: each
+pass (cold, then warm, then an unchanged rerun with --reuse) uses the directory's own build cache,
+so the cold chunks together are one cold run and the warm ones run on what the cold ones built; each
+pass continues its own reports with --resume, and every chunk's figures are appended to
+chunks.json there. --summary adds them up and names the hosts no chunk has run yet.
+
+    python bench/matrix_time.py --state /var/tmp/matrix-time --pass cold --hosts bullseye-amd64 bookworm-amd64
+    python bench/matrix_time.py --state /var/tmp/matrix-time --pass warm --hosts bullseye-amd64 bookworm-amd64
+    python bench/matrix_time.py --state /var/tmp/matrix-time --pass reuse --hosts bullseye-amd64 bookworm-amd64
+    python bench/matrix_time.py --state /var/tmp/matrix-time --summary
 """
 
 from __future__ import annotations
@@ -18,9 +29,139 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PASSES = ("cold", "warm", "reuse")
+
+
+def hosts_expression(chosen: list[str], every: list[str]) -> str:
+    """A pytest -k expression selecting exactly these hosts' cells: -k matches substrings, so each
+    host excludes the other hosts whose names contain its own (bookworm-amd64 vs bookworm-amd64-docker)."""
+    terms = []
+    for name in chosen:
+        longer = [other for other in every if other != name and name in other]
+        terms.append("(" + " and ".join([name, *(f"not {other}" for other in longer)]) + ")")
+    return " or ".join(terms)
+
+
+def run(matrix: str, reports: Path, workers: str, extra: list[str]) -> tuple[float, dict, str]:
+    """One `harness run`: its wall seconds, its results and its last output."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", matrix, "--reports", str(reports), "--quiet", "--workers", workers, *extra],
+        capture_output=True, text=True,
+    )
+    seconds = time.monotonic() - started
+    try:
+        results = json.loads((reports / "results.json").read_text())
+    except OSError:
+        raise SystemExit(f"the run left no results:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}") from None
+    return seconds, results, proc.stdout[-2000:]
+
+
+def figures(results: dict, seconds: float, hosts: set[str] | None) -> dict:
+    """What a run (or a chunk of one: `hosts`) did in `seconds`."""
+    cells = [c for c in results["cells"].values() if hosts is None or c["host"] in hosts]
+    ran = {h: r for h, r in results["hosts"].items() if any(c["host"] == h for c in cells)}
+    # How busy the guests kept the machine: their CPU time (from libvirt, when each stopped) over
+    # all the cores for the whole wall time.
+    busy = sum(h.get("cpu_seconds") or 0 for h in ran.values())
+    by_host = collections.defaultdict(float)
+    for c in cells:
+        by_host[c["host"]] += c["duration"]
+    per_host = {}
+    for name, host in sorted(ran.items()):
+        deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name]
+        per_host[name] = {
+            "boot_seconds": host.get("boot_seconds"), "accel": host.get("accel"),
+            "deliveries": len(deliveries), "delivery_seconds": round(sum(d["duration"] for d in deliveries), 1),
+            "cell_seconds": round(by_host[name], 1), "error": (host.get("error") or "")[:200],
+        }
+    return {
+        "wall_seconds": round(seconds, 1), "cells": len(cells),
+        "outcomes": dict(sorted(collections.Counter(c["outcome"] for c in cells).items())),
+        "busy_seconds": round(busy, 1), "cores": os.cpu_count(), "hosts": per_host,
+    }
+
+
+def show(title: str, fig: dict) -> None:
+    seconds, cells = fig["wall_seconds"], fig["cells"]
+    print(f"{title}: {seconds:.0f} s wall ({seconds / 60:.1f} min), {cells} cells, {seconds / max(cells, 1):.2f} s per cell")
+    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in fig["outcomes"].items()))
+    print(f"  utilisation: guests busy {fig['busy_seconds']:.0f} s of {fig['cores']} cores x {seconds:.0f} s = "
+          f"{fig['busy_seconds'] / (fig['cores'] * max(seconds, 1)):.2f}")
+    for name, h in fig["hosts"].items():
+        print(f"  {name}: ready in {h['boot_seconds']} s ({h['accel']}), {h['deliveries']} deliveries {h['delivery_seconds']:.0f} s, "
+              f"cells {h['cell_seconds']:.0f} s{'; error: ' + h['error'] if h['error'] else ''}")
+
+
+def matrix_hosts(matrix: str) -> list[str]:
+    from harness.config.load import MatrixError, load_matrix
+
+    try:
+        return [h.name for h in load_matrix(matrix).hosts]
+    except MatrixError as exc:
+        raise SystemExit(f"matrix_time: {exc}") from None
+
+
+def chunk(args: argparse.Namespace) -> None:
+    """One chunk of hosts through one pass, continued in the state directory."""
+    state = Path(args.state)
+    every = matrix_hosts(args.matrix)
+    unknown = sorted(set(args.hosts) - set(every))
+    if unknown:
+        raise SystemExit(f"matrix_time: {args.matrix} has no host named {', '.join(unknown)}")
+    log = state / "chunks.json"
+    chunks = json.loads(log.read_text()) if log.exists() else []
+    done = {p: {h for c in chunks if c["pass"] == p for h in c["hosts"]} for p in PASSES}
+    if args.pass_ == "cold" and (again := sorted(set(args.hosts) & (done["cold"] | done["warm"]))):
+        raise SystemExit(f"matrix_time: {', '.join(again)} already ran in {state}: a cold pass of them would not be cold")
+    if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - done["cold"])):
+        raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
+    reports = state / args.pass_
+    extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seconds, results, tail = run(args.matrix, reports, args.workers, extra)
+    fig = figures(results, seconds, set(args.hosts))
+    if not fig["cells"]:
+        raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
+    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": started, "workers": args.workers, **fig})
+    log.write_text(json.dumps(chunks, indent=1))
+    show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
+
+
+def summary(args: argparse.Namespace) -> None:
+    """Every chunk so far, each pass's totals, and the hosts no chunk of a pass has run."""
+    state = Path(args.state)
+    every = matrix_hosts(args.matrix)
+    log = state / "chunks.json"
+    chunks = json.loads(log.read_text()) if log.exists() else []
+    for p in PASSES:
+        mine = [c for c in chunks if c["pass"] == p]
+        if not mine:
+            continue
+        print(f"{p} pass:")
+        for c in mine:
+            print(f"  {c['started']}  {c['wall_seconds']:6.0f} s  {c['cells']:5} cells  utilisation "
+                  f"{c['busy_seconds'] / (c['cores'] * max(c['wall_seconds'], 1)):.2f}  {' '.join(c['hosts'])}")
+        wall, cells = sum(c["wall_seconds"] for c in mine), sum(c["cells"] for c in mine)
+        outcomes = collections.Counter()
+        for c in mine:
+            outcomes.update(c["outcomes"])
+        left = [h for h in every if not any(h in c["hosts"] for c in mine)]
+        print(f"  total: {wall:.0f} s ({wall / 3600:.2f} h), {cells} cells ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})"
+              + (f"; not run yet: {', '.join(left)}" if left else "; every host of the matrix"))
+
+
+def whole(args: argparse.Namespace) -> None:
+    """One run in one go, in a temporary reports directory (and, --cold, a temporary cache)."""
+    with tempfile.TemporaryDirectory(prefix="matrix-time-") as tmp:
+        extra = [f"--cache-dir={Path(tmp) / 'cache'}"] if args.cold else []
+        seconds, results, _ = run(args.matrix, Path(tmp) / "reports", args.workers, [*extra, *args.pytest_args])
+    show(f"{'cold' if args.cold else 'warm'} run of {args.matrix} {' '.join(args.pytest_args)} with --workers {args.workers}",
+         figures(results, seconds, None))
 
 
 def main() -> int:
@@ -28,39 +169,21 @@ def main() -> int:
     parser.add_argument("--matrix", default=str(ROOT / "matrix.yaml"))
     parser.add_argument("--cold", action="store_true", help="build everything into a fresh cache directory")
     parser.add_argument("--workers", default="auto")
+    parser.add_argument("--state", default=None, help="a directory keeping a chunked measurement across invocations")
+    parser.add_argument("--pass", dest="pass_", choices=PASSES, help="with --state: which pass this chunk is")
+    parser.add_argument("--hosts", nargs="+", default=[], help="with --state: the chunk's hosts")
+    parser.add_argument("--summary", action="store_true", help="with --state: every chunk so far and the totals")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest (-k to take a slice)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="matrix-time-") as tmp:
-        env = {**os.environ, **({"HARNESS_CACHE": str(Path(tmp) / "cache")} if args.cold else {})}
-        reports = Path(tmp) / "reports"
-        started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "run", args.matrix, "--reports", str(reports), "--quiet", "--workers", args.workers, *args.pytest_args],
-            env=env, capture_output=True, text=True,
-        )
-        seconds = time.monotonic() - started
-        try:
-            results = json.loads((reports / "results.json").read_text())
-        except OSError:
-            raise SystemExit(f"the run left no results:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}") from None
-    cells = results["cells"].values()
-    outcomes = collections.Counter(c["outcome"] for c in cells)
-    print(f"{'cold' if args.cold else 'warm'} run of {args.matrix} {' '.join(args.pytest_args)} with --workers {args.workers}: "
-          f"{seconds:.0f} s wall ({seconds / 60:.1f} min), {len(cells)} cells, {seconds / max(len(cells), 1):.2f} s per cell")
-    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
-    # How busy the guests kept the machine: their CPU time (from libvirt, when each stopped) over
-    # all the cores for the whole wall time.
-    busy = sum(h.get("cpu_seconds") or 0 for h in results["hosts"].values())
-    print(f"  utilisation: guests busy {busy:.0f} s of {os.cpu_count()} cores x {seconds:.0f} s = {busy / (os.cpu_count() * seconds):.2f}")
-    by_host = collections.defaultdict(float)
-    for c in cells:
-        by_host[c["host"]] += c["duration"]
-    for name, host in sorted(results["hosts"].items()):
-        if name not in by_host:
-            continue  # outside the slice
-        deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name]
-        print(f"  {name}: ready in {host.get('boot_seconds')} s ({host.get('accel')}), {len(deliveries)} deliveries "
-              f"{sum(d['duration'] for d in deliveries):.0f} s, cells {by_host[name]:.0f} s{'; error: ' + host['error'][:200] if host.get('error') else ''}")
+    if args.state is None:
+        whole(args)
+    elif args.summary:
+        summary(args)
+    elif args.pass_ and args.hosts:
+        Path(args.state).mkdir(parents=True, exist_ok=True)
+        chunk(args)
+    else:
+        parser.error("--state takes --summary, or --pass and --hosts")
     return 0
 
 

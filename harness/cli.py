@@ -143,10 +143,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _hosts(args: argparse.Namespace) -> int:
-    """Host disks are cached by recipe digest; `prune` keeps only those the matrix still uses."""
+    """Host disks are cached by recipe digest; `prune` keeps only those the matrix still uses, and
+    their kept image stores."""
     from harness.cache import BuildCache, default_root, digest_of
     from harness.config.model import HostKind
     from harness.hosts.build import build_host, host_recipe
+    from harness.hosts.store import prune_stores
     from harness.mmdebstrap import BuildError
 
     matrix = _load(args.matrix)
@@ -182,6 +184,8 @@ def _hosts(args: argparse.Namespace) -> int:
             print(f"removed {digest[:16]} ({recipe['release']} {recipe['arch']}, {size / 2**20:.0f} MiB)")
     for partial in cache.remove_abandoned():
         print(f"removed {partial.name}: an interrupted build")
+    for key, size in prune_stores(default_root() / "stores", keep=set(used)):
+        print(f"removed the image store of {key[:16]} ({size / 2**20:.0f} MiB): no host of the matrix boots with it")
     return 0
 
 

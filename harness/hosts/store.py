@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import time
 from contextlib import contextmanager
@@ -66,8 +67,8 @@ class Held:
 class ImageStore:
     """The store of one host build (`key`) in `root`."""
 
-    def __init__(self, root: Path, key: str):
-        self.root, self.key = root, f"{key}-f{FORMAT}"
+    def __init__(self, root: Path, key: str, fmt: int = FORMAT):
+        self.root, self.key = root, f"{key}-f{fmt}"
         self.base = root / f"{self.key}.qcow2"
         self.held_file = root / f"{self.key}.held.json"
 
@@ -125,3 +126,22 @@ def stale(held: Held, used: set[str], now: float | None = None) -> list[str]:
     """IDs of held images neither used by this boot nor by any run for STORE_KEEP_DAYS."""
     cutoff = (now or time.time()) - STORE_KEEP_DAYS * 86400
     return [i for i, image in held.images.items() if i not in used and image.last_used < cutoff]
+
+
+def prune_stores(root: Path, keep: set[str]) -> list[tuple[str, int]]:
+    """Remove the stores (and their evidence) of host builds not in `keep`, and stores of an older
+    FORMAT, which no run boots with any more; returns (store, bytes) of each removed. A store a run
+    is keeping right now is waited for (its lock), not cut in half."""
+    removed = []
+    for base in sorted(root.glob("*.qcow2")) if root.is_dir() else []:
+        named = re.fullmatch(r"(.+)-f(\d+)\.qcow2", base.name)
+        if named is None or int(named[2]) == FORMAT and (named[1] == "empty" or named[1] in keep):
+            continue
+        store = ImageStore(root, named[1], int(named[2]))
+        with store._locked():
+            size = base.stat().st_blocks * 512 if base.exists() else 0
+            base.unlink(missing_ok=True)
+            store.held_file.unlink(missing_ok=True)
+        (root / f".{store.key}.lock").unlink(missing_ok=True)
+        removed.append((store.key, size))
+    return removed

@@ -4,7 +4,7 @@ of the kept base, a kept overlay becomes the next base, and old images are prune
 import json
 import subprocess
 
-from harness.hosts.store import STORE_KEEP_DAYS, Held, HeldImage, ImageStore, stale
+from harness.hosts.store import STORE_KEEP_DAYS, Held, HeldImage, ImageStore, prune_stores, stale
 
 
 def backing(path) -> str:
@@ -51,3 +51,26 @@ def test_a_held_image_is_found_by_repository_and_tag_whatever_registry_address_p
     held = Held({"sha256:a": image("sha256:a")})
     assert held.by_path("10.0.2.2:8009/harness/sha256:a:c-1") is held.images["sha256:a"]
     assert held.by_path("10.0.2.2:8008/harness/sha256:a:c-2") is None
+
+
+def test_prune_removes_the_stores_of_builds_no_longer_kept_and_of_older_formats(tmp_path):
+    root = tmp_path / "stores"
+    kept, gone = ImageStore(root, "build1"), ImageStore(root, "build2")
+    for store in (kept, gone):
+        store.keep(store.overlay(tmp_path / "a.qcow2")[0], Held({"sha256:a": image("sha256:a")}))
+    (root / "build1-f0.qcow2").write_bytes(b"an older format's store")
+    removed = prune_stores(root, keep={"build1"})
+    assert sorted(name for name, _ in removed) == ["build1-f0", "build2-f1"]
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["build1-f1.held.json", "build1-f1.qcow2", "empty-f1.qcow2"]
+    assert kept.overlay(tmp_path / "b.qcow2")[1].images  # the kept one still boots warm
+
+
+def test_hosts_prune_removes_the_store_of_a_build_the_matrix_no_longer_uses(tmp_path, monkeypatch, capsys):
+    from harness import cli
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    store = ImageStore(tmp_path / "stores", "0" * 64)
+    store.keep(store.overlay(tmp_path / "a.qcow2")[0], Held({"sha256:a": image("sha256:a")}))
+    assert cli.main(["hosts", "prune", "--matrix", "matrix.yaml"]) == 0
+    assert not store.base.exists() and not store.held_file.exists()
+    assert f"removed the image store of {'0' * 16}" in capsys.readouterr().out
