@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -139,3 +141,16 @@ def test_a_damaged_results_file_is_one_line_naming_it_and_exit_2(tmp_path, damag
     proc = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and str(bad) in proc.stderr and said in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_results_and_the_report_are_readable_as_any_file_the_user_writes(tmp_path):
+    """Published reports are served by a web server's own user: an atomic write must not leave the
+    temporary file's 0600 behind, but the mode the user's umask gives any new file."""
+    from harness.results.store import write_atomically
+
+    umask = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "matrix.html", "<html></html>")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "matrix.html").stat().st_mode) == 0o644
