@@ -18,7 +18,8 @@ from harness.hosts.accel import AccelVerdicts
 from harness.hosts.domain import Disk
 from harness.hosts.files import HostFiles
 from harness.hosts.hypervisors import Slot
-from harness.hosts.libvirt import PAYLOAD_ROOT, Boot, LibvirtHost
+from harness.hosts.cell_paths import PAYLOAD_ROOT
+from harness.hosts.libvirt import Boot, LibvirtHost
 from harness.hosts.nocloud import make_seed
 from harness.hosts.platform import PLATFORMS
 from harness.hosts.provider import HostError
@@ -84,10 +85,10 @@ class DiskHost(LibvirtHost):
         """The guest runs and its agent answers: its kernel command line set, deliveries mounted,
         engine found and configured."""
         self._set_cmdline(timeout)
-        self._must(["sh", "-c", MOUNT_PAYLOAD, "mount", PAYLOAD_ROOT], "mounting the delivery disk")
+        self.must(["sh", "-c", MOUNT_PAYLOAD, "mount", PAYLOAD_ROOT], "mounting the delivery disk")
         if not self.record.release:
-            self.record.release = self._must(["sh", "-c", OS_RELEASE], "reading /etc/os-release")
-        found = self._must(["sh", "-c", ENGINES], "looking for an engine").split()
+            self.record.release = self.must(["sh", "-c", OS_RELEASE], "reading /etc/os-release")
+        found = self.must(["sh", "-c", ENGINES], "looking for an engine").split()
         engine = self.spec.engine or (found[0] if found else "")
         if engine not in found:
             has = f"it has {', '.join(found)}" if found else "it has neither podman nor docker"
@@ -99,7 +100,7 @@ class DiskHost(LibvirtHost):
         super()._ready(timeout)
         if not self.record.runtime:
             runtime = ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"] if engine == "podman" else ["docker", "info", "--format", "{{.DefaultRuntime}}"]
-            self.record.runtime = self._must(runtime, "asking the engine for its OCI runtime")
+            self.record.runtime = self.must(runtime, "asking the engine for its OCI runtime")
             self.engine = engine_cli(engine, self.record.runtime)
 
     def _set_cmdline(self, timeout: float) -> None:
@@ -108,15 +109,15 @@ class DiskHost(LibvirtHost):
         the guest booted with afterwards is checked, so a setting its distribution ignores is a host
         error rather than a silent no-op."""
         words = self.spec.cmdline_words()
-        cmdline = self._must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
+        cmdline = self.must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
         if all(word in cmdline for word in words):
             return self._check_cgroup()
-        self._must(["sh", "-c", SET_CMDLINE, "set-cmdline", " ".join(words)], f"adding {' '.join(words)!r} to the kernel command line")
-        before = self._must(BOOT_ID, "reading the boot id")
-        self._must(["sh", "-c", "(sleep 1; systemctl reboot || reboot) >/dev/null 2>&1 &"], "rebooting")
+        self.must(["sh", "-c", SET_CMDLINE, "set-cmdline", " ".join(words)], f"adding {' '.join(words)!r} to the kernel command line")
+        before = self.must(BOOT_ID, "reading the boot id")
+        self.must(["sh", "-c", "(sleep 1; systemctl reboot || reboot) >/dev/null 2>&1 &"], "rebooting")
         booted = ["sh", "-c", '[ "$(cat /proc/sys/kernel/random/boot_id)" != "$1" ]', "boot-id", before]
         CommandSucceeds(self.agent, booted).wait_until_ready(self.domain, timeout)
-        cmdline = self._must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
+        cmdline = self.must(["cat", "/proc/cmdline"], "reading the kernel command line").split()
         if missing := [word for word in words if word not in cmdline]:
             raise HostError(f"host {self.name}: its boot loader was told {' '.join(words)!r}, but the kernel booted without {' '.join(missing)!r}: {' '.join(cmdline)}")
         self._check_cgroup()
@@ -124,18 +125,18 @@ class DiskHost(LibvirtHost):
     def _check_cgroup(self) -> None:
         if not self.spec.cgroup:
             return
-        fs = self._must(["stat", "-fc", "%T", "/sys/fs/cgroup"], "reading the cgroup file system")
+        fs = self.must(["stat", "-fc", "%T", "/sys/fs/cgroup"], "reading the cgroup file system")
         if fs != CGROUP_FS[self.spec.cgroup]:
             raise HostError(f"host {self.name}: cgroup {self.spec.cgroup} was set on its kernel command line, but its init mounted {fs} on /sys/fs/cgroup (systemd 256 and later refuse the v1 hierarchy)")
 
     def _allow_plain_http(self) -> None:
         """dockerd reaches a registry over plain HTTP only when its daemon.json lists it: the disk's
         own daemon.json, with the run's registries added, then dockerd restarted."""
-        said = self._must(["sh", "-c", "cat /etc/docker/daemon.json 2>/dev/null || echo '{}'"], "reading dockerd's daemon.json")
+        said = self.must(["sh", "-c", "cat /etc/docker/daemon.json 2>/dev/null || echo '{}'"], "reading dockerd's daemon.json")
         try:
             daemon = json.loads(said or "{}")
         except json.JSONDecodeError as exc:
             raise HostError(f"host {self.name}: its /etc/docker/daemon.json is not JSON: {exc}") from None
         daemon["insecure-registries"] = sorted(set(daemon.get("insecure-registries", [])) | set(self.plain_http))
-        self._must(["sh", "-c", "mkdir -p /etc/docker && cat > /etc/docker/daemon.json"], "writing dockerd's daemon.json", json.dumps(daemon, indent=1).encode())
-        self._must(["sh", "-c", "systemctl restart docker.service || service docker restart"], "restarting dockerd")
+        self.must(["sh", "-c", "mkdir -p /etc/docker && cat > /etc/docker/daemon.json"], "writing dockerd's daemon.json", json.dumps(daemon, indent=1).encode())
+        self.must(["sh", "-c", "systemctl restart docker.service || service docker restart"], "restarting dockerd")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import shutil
@@ -10,7 +9,6 @@ import subprocess
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable
 from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,11 +16,12 @@ from pathlib import Path
 import libvirt
 
 from harness.config.kinds.vm import VmHostSpec
-from harness.config.model import HostSpec, ScenarioOptions, ScenarioSpec
+from harness.config.model import HostSpec, ScenarioSpec
 from harness.engines.docker import engine_cli
-from harness.engines import cri, pod
+from harness.engines import cri
 from harness.engines.podman import ROOTLESS_UID, ROOTLESS_USER, as_rootless
 from harness.hosts import host_side
+from harness.hosts.cell_paths import PAYLOAD_ROOT, EnginePath, path_for
 from harness.hosts.accel import KVM_FIRST_OUTPUT_SECONDS, AccelVerdicts, cpu_model_for, time_scale
 from harness.hosts.files import HostFiles
 from harness.hosts.agent import AgentError, GuestAgent
@@ -31,14 +30,13 @@ from harness.hosts.initramfs import boot_initrd
 from harness.hosts.domain import DOMAIN_PREFIX, Disk, DomainSpec, build_domain_xml
 from harness.hosts.hypervisors import HypervisorLost, Slot
 from harness.hosts.platform import PLATFORMS
-from harness.hosts.provider import ENGINE_FAILED, NOT_APPLICABLE, Host, HostError, PullAccess, PullResult, needs_check, scenario_command, scenario_mount
+from harness.hosts.provider import Host, HostError, PullAccess, PullResult
 from harness.hosts.store import Held, HeldImage, ImageStore, stale
 from harness.images.build import ImageBuild
 from harness.images.deliver import assemble_payload
 from harness.hosts.wait import AgentAnswers, CommandSucceeds, ConsoleSpeaks, WaitTimeout
 from harness.results.model import DeliveryRecord, ExecRecord, HostRecord, StoreUse
 
-PAYLOAD_ROOT = "/var/lib/harness"
 CONSOLE_TAIL_LINES = 15
 
 
@@ -161,7 +159,7 @@ class LibvirtHost(Host):
             CommandSucceeds(self.agent, ready).wait_until_ready(self.domain, timeout)
         if self.spec.via == "cri":
             CommandSucceeds(self.agent, cri.VERSION).wait_until_ready(self.domain, timeout)
-            self._must(cri.pause(), "building the CRI sandbox's pause image")
+            self.must(cri.pause(), "building the CRI sandbox's pause image")
 
     def _domain_spec(self, accel: str, boot: Boot, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
@@ -401,29 +399,9 @@ class LibvirtHost(Host):
         self._store_pulled(reference, pull, image_id, platform)
         return PullResult(pull, image_id, platform, StoreUse.PULLED, after - received if received is not None and after is not None else None)
 
-    @staticmethod
-    def _mount(scenario: ScenarioSpec) -> tuple[str, str]:
-        return f"{PAYLOAD_ROOT}/scenarios/{scenario.name}", scenario_mount(scenario)
-
-    def _needs_argv(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[str]:
-        return self.engine.run(name, image_id, self._mount(scenario), needs_check(scenario) or ["true"], ScenarioOptions())
-
-    def _scenario_argvs(self, image_id: str, scenario: ScenarioSpec, name: str) -> list[list[str]]:
-        """The engine commands of a cell, in order: one `run`, or check/start/exec/remove for a service."""
-        mount = self._mount(scenario)
-        command = scenario_command(scenario)
-        if scenario.mode != "service":
-            return [self.engine.run(name, image_id, mount, command, scenario.options)]
-        return [
-            *([self._needs_argv(image_id, scenario, f"{name}-needs")] if scenario.needs else []),
-            self.engine.start_service(name, image_id, mount, list(scenario.init), scenario.options),
-            self.engine.exec(name, command),
-            self.engine.remove(name),
-        ]
-
     def check_needs(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         name = f"harness-needs-{uuid.uuid4().hex[:8]}"
-        result = self.run(self._needs_argv(image_id, scenario, name), timeout)
+        result = self.run(EnginePath(self).needs_argv(image_id, scenario, name), timeout)
         if result.timed_out:
             self.run(self.engine.remove(name), 60 * self.time_scale)
         return result
@@ -434,116 +412,20 @@ class LibvirtHost(Host):
         return self.engine.pull(delivery.reference) if delivery.store == StoreUse.IN_STORE else list(delivery.command)
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
-        if scenario.mode == "host":
-            return [shlex.join(self._fetch(delivery)), *host_side.by_hand(PAYLOAD_ROOT, scenario, delivery.image_id)]
-        if self.spec.via == "cri" and scenario.options.via != "engine" and not self._pod_unsupported(scenario, cri.unsupported):
-            asked = cri.cell(f"harness-{scenario.name}", delivery.image_id, self._mount(scenario), scenario_command(scenario), scenario.options, self.timeout_for(scenario))
-            return [shlex.join(self._fetch(delivery)), shlex.join(cri.pull(delivery.reference, False)), f"echo {shlex.quote(json.dumps(asked))} | {shlex.join(cri.RUN)}"]
-        if self.spec.via == "pod" and scenario.options.via != "engine" and not self._pod_unsupported(scenario):
-            kube, name = pod.KubePlay(), f"harness-{scenario.name}"
-            spec = self._pod_spec(delivery.image_id, scenario, name)
-            return [shlex.join(self._fetch(delivery)), f"mkdir -p {kube.directory} && cat > {kube.spec_path(name)} <<'EOF'\n{spec}EOF",
-                    *(shlex.join(argv) for argv in (kube.play(name), kube.wait(name), kube.logs(name), kube.remove(name)))]
-        argvs = self._scenario_argvs(delivery.image_id, scenario, f"harness-{scenario.name}")
-        return [shlex.join(self._fetch(delivery))] + [shlex.join(argv) for argv in argvs]
+        path = path_for(self, self.spec.via, scenario)
+        return [shlex.join(self._fetch(delivery)), *path.by_hand(delivery, scenario, f"harness-{scenario.name}", self.timeout_for(scenario))]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
+        """The cell the way this host runs it (`hosts/cell_paths.py`)."""
         name = f"harness-{scenario.name}-{uuid.uuid4().hex[:8]}"
-        if scenario.mode == "host":
-            return self._run_on_host(image_id, scenario, name, timeout)
-        if self.spec.via == "pod" and scenario.options.via != "engine":
-            return self._run_as_pod(image_id, scenario, name, timeout)
-        if self.spec.via == "cri" and scenario.options.via != "engine":
-            return self._run_via_cri(image_id, scenario, name, timeout)
-        argvs = self._scenario_argvs(image_id, scenario, name)
-        if scenario.mode == "service":
-            argvs = argvs[:-1]  # the service is removed below, whatever happens
-        result = None
-        try:
-            for argv in argvs[:-1]:  # the needs check, then starting the service
-                result = self.run(argv, timeout)
-                if result.exit_code != 0:
-                    return result
-            result = self.run(argvs[-1], timeout)
-            if scenario.mode == "service" and result.exit_code != 0 and not result.timed_out:
-                result = self._if_service_exited(name, result)
-            elif result.exit_code == 137 and not result.timed_out:
-                result = replace(result, oom_killed=self._oom_kill_within(result.duration))
-            return result
-        finally:
-            # A service always needs removing; a timed-out `podman run` leaves its container behind.
-            if scenario.mode == "service" or (result is not None and result.timed_out):
-                self.run(self.engine.remove(name), 60 * self.time_scale)
+        return path_for(self, self.spec.via, scenario).run(image_id, scenario, name, timeout)
 
-    def _run_on_host(self, image_id: str, scenario: ScenarioSpec, cell: str, timeout: float) -> ExecRecord:
-        """A host-side scenario (harness/hosts/host_side.py); after a timeout, which stopped the
-        script but not the containers it started, what it left is removed."""
-        result = self.run(host_side.run_argv(PAYLOAD_ROOT, scenario, cell, image_id), timeout)
-        if result.timed_out:
-            self.run(host_side.clean_argv(PAYLOAD_ROOT, cell), 120 * self.time_scale)
-        return result
-
-    @staticmethod
-    def _pod_unsupported(scenario: ScenarioSpec, unsupported: Callable[[ScenarioOptions], str] = pod.unsupported) -> str:
-        """Why this cell cannot be said as a pod, of the Pod spec or of the CRI ('' when it can)."""
-        return "a service scenario (init, then an exec) has no pod form here yet" if scenario.mode == "service" else unsupported(scenario.options)
-
-    def _pod_spec(self, image_id: str, scenario: ScenarioSpec, name: str) -> str:
-        return pod.pod_spec(name, image_id, self._mount(scenario), scenario_command(scenario), scenario.options)
-
-    def _run_as_pod(self, image_id: str, scenario: ScenarioSpec, name: str, timeout: float) -> ExecRecord:
-        """The cell as a Pod (harness/engines/pod.py): played, waited for, its container's own log
-        read, the pod removed whatever happens."""
-        kube = pod.KubePlay()
-        if why := self._pod_unsupported(scenario):
-            return ExecRecord(kube.play(name), NOT_APPLICABLE, f"not applicable via pod: {why}\n", "", 0.0)
-        self._must(kube.write(name), "writing the pod spec", self._pod_spec(image_id, scenario, name).encode())
-        started = time.monotonic()
-        try:
-            played = self.run(kube.play(name), timeout)
-            if played.exit_code != 0:  # podman could not create or start the pod: the engine's failure (125), never the image's
-                return played if played.timed_out else replace(played, exit_code=ENGINE_FAILED)
-            waited = self.run(kube.wait(name), max(1.0, timeout - (time.monotonic() - started)))
-            if waited.timed_out or waited.exit_code != 0:
-                return replace(waited, argv=played.argv, exit_code=waited.exit_code if waited.timed_out else ENGINE_FAILED)
-            code = int(waited.stdout.split()[-1])
-            logs = self.run(kube.logs(name), 60 * self.time_scale)
-            oom = code == 137 and self._oom_kill_within(time.monotonic() - started)
-            return ExecRecord(played.argv, code, logs.stdout, logs.stderr, time.monotonic() - started, oom_killed=oom)
-        finally:
-            self.run(kube.remove(name), 60 * self.time_scale)
-
-    def _run_via_cri(self, image_id: str, scenario: ScenarioSpec, name: str, timeout: float) -> ExecRecord:
-        """The cell through the CRI API (harness/engines/cri.py; the client is vms/guest/cri.py):
-        a pod sandbox and one container, run, read and removed by containerd's CRI plugin."""
-        if why := self._pod_unsupported(scenario, cri.unsupported):
-            return ExecRecord(cri.RUN, NOT_APPLICABLE, f"not applicable via cri: {why}\n", "", 0.0)
-        cell = cri.cell(name, image_id, self._mount(scenario), scenario_command(scenario), scenario.options, timeout)
-        done = self.run(cri.RUN, timeout + 180 * self.time_scale, json.dumps(cell).encode())
-        return cri.execution(done, cell)
-
-    def _must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
+    def must(self, argv: list[str], what: str, stdin: bytes | None = None) -> str:
         """The command's stdout; a HostError naming `what` when it fails."""
         done = self.run(argv, 120 * self.time_scale, stdin)
         if done.exit_code != 0:
             raise HostError(f"host {self.name}: {what} failed (exit {done.exit_code}): {(done.stderr or done.stdout).strip()[-300:]}")
         return done.stdout.strip()
-
-    def _if_service_exited(self, name: str, execution: ExecRecord) -> ExecRecord:
-        """When a service's container is no longer running (its init died), the scenario never ran:
-        say so, with the container's exit status and the last 100 lines of its own log."""
-        state = self.run(self.engine.state(name), 60 * self.time_scale)
-        running, _, code = state.stdout.strip().partition(" ")
-        if state.exit_code != 0 or running != "false":
-            return execution
-        log = self.run(self.engine.logs(name), 60 * self.time_scale)
-        said = (execution.stdout + execution.stderr).strip()
-        return replace(
-            execution,
-            container_exit=int(code) if code.lstrip("-").isdigit() else None,
-            stdout=log.stdout + log.stderr,
-            stderr=f"{shlex.join(execution.argv)}: {said}\n{shlex.join(log.argv)}: the container's own log is above\n",
-        )
 
     def _kernel_lines(self, seconds: float, pattern: str) -> list[str]:
         """The guest kernel's log lines of the last `seconds` that match the awk regex `pattern`."""
@@ -554,7 +436,7 @@ class LibvirtHost(Host):
         found = self.run(["sh", "-c", script, "kernel-log", str(int(seconds) + 5), pattern], 60 * self.time_scale)
         return found.stdout.splitlines() if found.exit_code == 0 else []
 
-    def _oom_kill_within(self, seconds: float) -> bool:
+    def oom_kill_within(self, seconds: float) -> bool:
         """Whether the guest kernel's OOM killer killed a process in the last `seconds` (a 137 that
         is not the harness's timeout: the container's memory limit, or the host's, was reached)."""
         return bool(self._kernel_lines(seconds, "[Kk]illed process"))
