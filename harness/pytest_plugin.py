@@ -2,8 +2,8 @@
 
 So -k, -x, --lf, markers, JUnit XML and pytest-xdist all work on cells. Workers run cells and
 attach each CellResult to its report; only the controller (the plain process without xdist)
-records them, rewriting results.json after every cell, and renders the HTML at the end, as
-pytest-html does.
+records them (results/store.py's ResultsWriter: a journal line per cell, results.json rewritten
+every few seconds) and renders the HTML as cells finish and at the end, as pytest-html does.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from harness.report.history import load_runs, since_last_good
 from harness.report.junit import CELL_PROPERTY, annotate
 from harness.report.render import render_report
 from harness.results import history, store
-from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, RunResults, Verdict, now
+from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, PairResult, RunResults, Verdict, now
 from harness.runs import claim, live_runs
 from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
@@ -404,9 +404,10 @@ class ResultsRecorder:
         self.kept: Path | None = None  # where the previous run's outputs went
         self.printer: ProgressPrinter | None = None
         self.registry: RegistryServer | None = None
-
-    def _save(self) -> None:
-        store.save(self.results, self.reports / "results.json")
+        self.writer: store.ResultsWriter | None = None
+        # Per host and image, its cells recorded so far (by cell key): a pair is classified again
+        # from its own cells when one of them, its host, its image or its delivery changes.
+        self.by_pair: dict[tuple[str, str], dict[str, CellResult]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
@@ -443,8 +444,11 @@ class ResultsRecorder:
                 if image.name in self.results.images:
                     self._merge_image(image)
             self.results.cells.update({k: c for k, c in old.cells.items() if c.outcome != Outcome.ERROR})
-        self._classify()
-        self._save()
+        for key, cell in self.results.cells.items():
+            self.by_pair.setdefault((cell.host, cell.image), {})[key] = cell
+        self._classify(self.results.hosts, self.results.images)
+        self.writer = store.ResultsWriter(self.reports / "results.json", self.results)
+        self.writer.save()
         self._start_registry()
         self._start_progress()
 
@@ -486,48 +490,57 @@ class ResultsRecorder:
         if cleaned and terminal is not None:
             terminal.write_line(f"harness: {cleaned}")
 
-    def _classify(self) -> None:
-        """Recompute every host x image pair's supportability class from what is known so far."""
-        results = self.results
-        by_pair: dict[tuple[str, str], list[CellResult]] = {}
-        for cell in results.cells.values():
-            by_pair.setdefault((cell.host, cell.image), []).append(cell)
-        for host in results.hosts.values():
-            for image in results.images.values():
-                key = f"{host.name}/{image.name}"
-                cells = by_pair.get((host.name, image.name), [])
-                results.pairs[key] = classify(self.matrix.policy, host, image, cells, results.deliveries.get(key))
+    def _classify(self, hosts, images) -> dict[str, PairResult]:
+        """The supportability class of these hosts' pairs with these images, from what is known so
+        far; returns the pairs classified."""
+        results, pairs = self.results, {}
+        for host in hosts:
+            for image in images:
+                key = f"{host}/{image}"
+                cells = list(self.by_pair.get((host, image), {}).values())
+                pairs[key] = results.pairs[key] = classify(self.matrix.policy, results.hosts[host], results.images[image], cells, results.deliveries.get(key))
+        return pairs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.results is None:
             return
-        recorded = False
+        results = self.results
+        changed: dict[str, dict] = {"cells": {}, "hosts": {}, "deliveries": {}, "images": {}, "verdicts": {}}
+        touched: set[tuple[str, str]] = set()  # (host, image) pairs to classify again; "" for all of an axis
         for name, value in report.user_properties:
             if name == CELL_PROPERTY:
                 cell = CellResult.from_json(json.loads(value))
-                self.results.cells[cell.key] = cell
+                results.cells[cell.key] = changed["cells"][cell.key] = self.by_pair.setdefault((cell.host, cell.image), {})[cell.key] = cell
+                touched.add((cell.host, cell.image))
                 self.recorded += 1
-                recorded = True
             elif name == HOST_PROPERTY:
                 host = HostRecord.from_json(json.loads(value))
-                self.results.hosts[host.name] = host
+                results.hosts[host.name] = changed["hosts"][host.name] = host
+                touched.add((host.name, ""))
             elif name == DELIVERY_PROPERTY:
                 delivery = DeliveryRecord.from_json(json.loads(value))
-                self.results.deliveries[f"{delivery.host}/{delivery.image}"] = delivery
+                key = f"{delivery.host}/{delivery.image}"
+                results.deliveries[key] = changed["deliveries"][key] = delivery
+                touched.add((delivery.host, delivery.image))
             elif name == IMAGE_PROPERTY:
-                self._merge_image(ImageRecord.from_json(json.loads(value)))
+                image = self._merge_image(ImageRecord.from_json(json.loads(value)))
+                changed["images"][image.name] = image
+                touched.add(("", image.name))
             elif name == COVER_PROPERTY:
-                self.results.coverage = value
+                results.coverage = value
+                self.writer.change(coverage=value)
             elif name == VERDICT_PROPERTY:
                 verdict = Verdict.from_json(json.loads(value))
-                if (earlier := self.results.verdicts.get(verdict.cells[0])) is not None:  # the same pattern, from another worker
+                if (earlier := results.verdicts.get(verdict.cells[0])) is not None:  # the same pattern, from another worker
                     verdict = replace(verdict, cells=[*earlier.cells, *(c for c in verdict.cells if c not in earlier.cells)])
-                self.results.verdicts[verdict.cells[0]] = verdict
-                recorded = True
-        if recorded:
-            self._classify()
-            self._save()
-            self._render_live()
+                results.verdicts[verdict.cells[0]] = changed["verdicts"][verdict.cells[0]] = verdict
+        if not any(changed.values()):
+            return
+        pairs: dict[str, PairResult] = {}
+        for host, image in touched:
+            pairs |= self._classify([host] if host else list(results.hosts), [image] if image else list(results.images))
+        self.writer.change(pairs=pairs, **{k: v for k, v in changed.items() if v})
+        self._render_live()
 
     def _render_live(self) -> None:
         if time.monotonic() - self.rendered_at < self.render_every:
@@ -555,15 +568,16 @@ class ResultsRecorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = len([i for i in session.items if isinstance(i, CellItem)])
 
-    def _merge_image(self, image: ImageRecord) -> None:
-        """Workers each know the builds they used; the run's record has them all."""
+    def _merge_image(self, image: ImageRecord) -> ImageRecord:
+        """Workers each know the builds they used; the run's record has them all. Returns it."""
         known = self.results.images.get(image.name)
         if known is None:
             self.results.images[image.name] = image
-            return
+            return image
         known.builds.update(image.builds)
         known.reference = image.reference or known.reference
         known.index_digest = image.index_digest or known.index_digest
+        return known
 
     def _start_progress(self) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -589,6 +603,7 @@ class ResultsRecorder:
             return
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if not self.recorded and not self.config.option.resume:
+            self.writer.discard_journal()
             if self.kept is not None:
                 history.put_back(self.reports, self.kept)
             else:
@@ -600,7 +615,7 @@ class ResultsRecorder:
         self.results.verdicts = {key: with_siblings(self.matrix, self.results, v) for key, v in self.results.verdicts.items()}
         if self.config.option.history:
             self.results.history = since_last_good(load_runs(Path(self.config.option.history)), self.results)
-        self._save()
+        self.writer.save()
         if xmlpath := self.config.option.xmlpath:  # junitxml has written it (this hook runs last)
             annotate(Path(xmlpath), self.results.verdicts)
         html = render_report(self.results, self.reports)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 # What a run writes into its reports directory (its progress.jsonl is appended to, and stays).
-OUTPUTS = ("results.json", "matrix.html", "support.html", "diff.html", "junit.xml", "hosts")
+OUTPUTS = ("results.json", "results.journal.jsonl", "matrix.html", "support.html", "diff.html", "junit.xml", "hosts")
 # Copied, not moved: a later run's cells reused from the result cache link their host's evidence
 # where it was written; a host that boots again overwrites its own.
 COPIED = ("hosts",)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.results import store
 from tests.conftest import (
     BOOKWORM_IMAGE,
     LOCAL_PODMAN_HOST,
@@ -44,9 +45,14 @@ def harness(directory: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def recorded(results: Path) -> dict:
+    """What the run has recorded: results.json with its journal (rewritten only every few seconds)."""
+    return store.load(results).to_json()
+
+
 def wait_for_first_cell(results: Path, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 600
-    while not (results.exists() and json.loads(results.read_text())["cells"]):
+    while not (results.exists() and recorded(results)["cells"]):
         assert time.monotonic() < deadline and proc.poll() is None, "the run ended before its first cell"
         time.sleep(0.05)
 
@@ -61,7 +67,7 @@ def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     wait_for_first_cell(results, first)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    killed = json.loads(results.read_text())
+    killed = recorded(results)
     assert list(killed["cells"]) == ["local-podman/debian-bookworm/useradd"]
     assert killed["finished_at"] == ""
 
@@ -70,7 +76,8 @@ def test_sigkill_keeps_finished_cells_and_resume_runs_the_rest(tmp_path):
     assert second.returncode == 0, out
     assert "1 passed, 1 deselected" in out
     assert "stopped the podman API service" in out  # the killed run's service, found and stopped
-    resumed = json.loads(results.read_text())
+    resumed = json.loads(results.read_text())  # the whole file rewritten at the end
+    assert not store.journal_of(results).exists()
     assert sorted(resumed["cells"]) == ["local-podman/debian-bookworm/slow", "local-podman/debian-bookworm/useradd"]
     assert resumed["cells"]["local-podman/debian-bookworm/useradd"] == killed["cells"]["local-podman/debian-bookworm/useradd"]
     assert resumed["finished_at"]

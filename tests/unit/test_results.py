@@ -154,3 +154,56 @@ def test_results_and_the_report_are_readable_as_any_file_the_user_writes(tmp_pat
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "matrix.html").stat().st_mode) == 0o644
+
+
+def _written_with_a_change(tmp_path):
+    """results.json as a run rewrote it, then one more finished cell, recorded in the journal only."""
+    from dataclasses import replace
+
+    results, path = sample(), tmp_path / "results.json"
+    writer = store.ResultsWriter(path, results, every=3600)
+    writer.save()
+    cell = replace(results.cells["h1/img/useradd"], scenario="groupadd", outcome=Outcome.FAIL)
+    results.cells[cell.key] = cell
+    writer.change(cells={cell.key: cell})
+    return path, cell
+
+
+def test_a_cell_recorded_between_two_rewrites_is_read_back_from_the_journal(tmp_path):
+    """The file is rewritten every few seconds, not after every cell: a run killed in between loses
+    no finished cell, as what reads results (--resume, report, diff) applies the journal."""
+    path, cell = _written_with_a_change(tmp_path)
+    assert cell.key not in json.loads(path.read_text())["cells"]
+    assert store.load(path).cells[cell.key] == cell
+    assert store.load(path).cells["h1/img/useradd"] == sample().cells["h1/img/useradd"]
+
+
+def test_a_rewrite_takes_the_journal_in(tmp_path):
+    path, cell = _written_with_a_change(tmp_path)
+    writer = store.ResultsWriter(path, store.load(path))
+    writer.save()
+    assert not store.journal_of(path).exists()
+    assert json.loads(path.read_text())["cells"][cell.key]["outcome"] == "fail"
+
+
+def test_a_journal_line_cut_short_is_a_change_never_finished(tmp_path):
+    path, cell = _written_with_a_change(tmp_path)
+    with open(store.journal_of(path), "a") as fh:
+        fh.write('{"run_id": "r1", "cells": {"h1/img/x": {"host"')  # killed mid-write
+    assert set(store.load(path).cells) == {"h1/img/useradd", cell.key}
+
+
+def test_a_damaged_journal_is_named(tmp_path):
+    path, _ = _written_with_a_change(tmp_path)
+    journal = store.journal_of(path)
+    journal.write_text("garbage\n" + journal.read_text())
+    with pytest.raises(store.ResultsError, match=r"results.journal.jsonl: line 1 is not JSON"):
+        store.load(path)
+
+
+def test_another_runs_journal_is_not_applied(tmp_path):
+    path, cell = _written_with_a_change(tmp_path)
+    data = json.loads(path.read_text())
+    data["run_id"] = "r2"  # results.json replaced by another run's
+    path.write_text(json.dumps(data))
+    assert cell.key not in store.load(path).cells
