@@ -9,14 +9,16 @@ matrix can be measured by itself with pytest's -k.
 
 A matrix too big for one sitting is measured in chunks of hosts kept in a state directory: each
 pass (cold, then warm, then an unchanged rerun with --reuse) uses the directory's own build cache,
-so the cold chunks together are one cold run and the warm ones run on what the cold ones built; each
-pass continues its own reports with --resume, and every chunk's figures are appended to
-chunks.json there. --summary adds them up and names the hosts no chunk has run yet.
+so a chunk's cold pass builds its hosts from nothing and its warm pass runs on what that built;
+each pass continues its own reports with --resume. Every chunk's figures are appended to the record
+(default bench/matrix_time.json, kept in the repository: a machine, and its state directory, may not
+outlive the sitting), with the commit and the machine; --summary adds them up and names the hosts no
+chunk has run yet.
 
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass cold --hosts bullseye-amd64 bookworm-amd64
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass warm --hosts bullseye-amd64 bookworm-amd64
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass reuse --hosts bullseye-amd64 bookworm-amd64
-    python bench/matrix_time.py --state /var/tmp/matrix-time --summary
+    python bench/matrix_time.py --summary
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSES = ("cold", "warm", "reuse")
+RECORD = ROOT / "bench" / "matrix_time.json"
 
 
 def hosts_expression(chosen: list[str], every: list[str]) -> str:
@@ -106,6 +109,25 @@ def matrix_hosts(matrix: str) -> list[str]:
         raise SystemExit(f"matrix_time: {exc}") from None
 
 
+def ran_in(state: Path, pass_: str) -> set[str]:
+    """The hosts with a cell in this state directory's reports of that pass."""
+    try:
+        return {c["host"] for c in json.loads((state / pass_ / "results.json").read_text())["cells"].values()}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def machine() -> str:
+    """What the figures were measured on."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    return f"{os.uname().nodename}: {os.cpu_count()} cores ({model}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or "?"
+
+
 def chunk(args: argparse.Namespace) -> None:
     """One chunk of hosts through one pass, continued in the state directory."""
     state = Path(args.state)
@@ -113,12 +135,11 @@ def chunk(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.hosts) - set(every))
     if unknown:
         raise SystemExit(f"matrix_time: {args.matrix} has no host named {', '.join(unknown)}")
-    log = state / "chunks.json"
+    log = Path(args.record)
     chunks = json.loads(log.read_text()) if log.exists() else []
-    done = {p: {h for c in chunks if c["pass"] == p for h in c["hosts"]} for p in PASSES}
-    if args.pass_ == "cold" and (again := sorted(set(args.hosts) & (done["cold"] | done["warm"]))):
+    if args.pass_ == "cold" and (again := sorted(set(args.hosts) & (ran_in(state, "cold") | ran_in(state, "warm")))):
         raise SystemExit(f"matrix_time: {', '.join(again)} already ran in {state}: a cold pass of them would not be cold")
-    if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - done["cold"])):
+    if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - ran_in(state, "cold"))):
         raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
     reports = state / args.pass_
     extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
@@ -127,16 +148,23 @@ def chunk(args: argparse.Namespace) -> None:
     fig = figures(results, seconds, set(args.hosts))
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
-    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": started, "workers": args.workers, **fig})
-    log.write_text(json.dumps(chunks, indent=1))
+    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": started, "workers": args.workers,
+                   "commit": commit(), "machine": machine(), "note": args.note, **fig})
+    log.write_text(json.dumps(chunks, indent=1) + "\n")
     show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
+
+
+def utilisation(chunk: dict) -> float:
+    """The guests' busy time over cores x wall time (as recorded, for a chunk whose own figures were lost)."""
+    if "busy_seconds" not in chunk:
+        return chunk["utilisation"]
+    return chunk["busy_seconds"] / (chunk["cores"] * max(chunk["wall_seconds"], 1))
 
 
 def summary(args: argparse.Namespace) -> None:
     """Every chunk so far, each pass's totals, and the hosts no chunk of a pass has run."""
-    state = Path(args.state)
     every = matrix_hosts(args.matrix)
-    log = state / "chunks.json"
+    log = Path(args.record)
     chunks = json.loads(log.read_text()) if log.exists() else []
     for p in PASSES:
         mine = [c for c in chunks if c["pass"] == p]
@@ -145,7 +173,7 @@ def summary(args: argparse.Namespace) -> None:
         print(f"{p} pass:")
         for c in mine:
             print(f"  {c['started']}  {c['wall_seconds']:6.0f} s  {c['cells']:5} cells  utilisation "
-                  f"{c['busy_seconds'] / (c['cores'] * max(c['wall_seconds'], 1)):.2f}  {' '.join(c['hosts'])}")
+                  f"{utilisation(c):.2f}  {' '.join(c['hosts'])}" + (f"  ({c['note']})" if c.get("note") else ""))
         wall, cells = sum(c["wall_seconds"] for c in mine), sum(c["cells"] for c in mine)
         outcomes = collections.Counter()
         for c in mine:
@@ -172,18 +200,20 @@ def main() -> int:
     parser.add_argument("--state", default=None, help="a directory keeping a chunked measurement across invocations")
     parser.add_argument("--pass", dest="pass_", choices=PASSES, help="with --state: which pass this chunk is")
     parser.add_argument("--hosts", nargs="+", default=[], help="with --state: the chunk's hosts")
-    parser.add_argument("--summary", action="store_true", help="with --state: every chunk so far and the totals")
+    parser.add_argument("--summary", action="store_true", help="every chunk in the record and the totals")
+    parser.add_argument("--record", default=str(RECORD), help=f"where chunks' figures are kept (default {RECORD.relative_to(ROOT)})")
+    parser.add_argument("--note", default="", help="with --pass: said with the chunk's figures (what else the machine did meanwhile)")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest (-k to take a slice)")
     args = parser.parse_args()
-    if args.state is None:
-        whole(args)
-    elif args.summary:
+    if args.summary:
         summary(args)
+    elif args.state is None:
+        whole(args)
     elif args.pass_ and args.hosts:
         Path(args.state).mkdir(parents=True, exist_ok=True)
         chunk(args)
     else:
-        parser.error("--state takes --summary, or --pass and --hosts")
+        parser.error("--state takes --pass and --hosts")
     return 0
 
 
