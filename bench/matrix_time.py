@@ -78,7 +78,7 @@ def figures(results: dict, seconds: float, hosts: set[str] | None) -> dict:
     for name, host in sorted(ran.items()):
         deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name]
         per_host[name] = {
-            "boot_seconds": host.get("boot_seconds"), "accel": host.get("accel"),
+            "boot_seconds": host.get("boot_seconds"), "accel": host.get("accel"), "reused": bool(host.get("reused")),
             "deliveries": len(deliveries), "delivery_seconds": round(sum(d["duration"] for d in deliveries), 1),
             "cell_seconds": round(by_host[name], 1), "error": (host.get("error") or "")[:200],
         }
@@ -96,7 +96,8 @@ def show(title: str, fig: dict) -> None:
     print(f"  utilisation: guests busy {fig['busy_seconds']:.0f} s of {fig['cores']} cores x {seconds:.0f} s = "
           f"{fig['busy_seconds'] / (fig['cores'] * max(seconds, 1)):.2f}")
     for name, h in fig["hosts"].items():
-        print(f"  {name}: ready in {h['boot_seconds']} s ({h['accel']}), {h['deliveries']} deliveries {h['delivery_seconds']:.0f} s, "
+        booted = "not booted (cells reused)" if h.get("reused") else f"ready in {h['boot_seconds']} s ({h['accel']})"
+        print(f"  {name}: {booted}, {h['deliveries']} deliveries {h['delivery_seconds']:.0f} s, "
               f"cells {h['cell_seconds']:.0f} s{'; error: ' + h['error'] if h['error'] else ''}")
 
 

@@ -101,7 +101,7 @@ class RunSession:
             return None
         cell, host_record, delivery = hit
         if host_record.name == host:  # else the cache's key missed what tells the two hosts apart
-            self.fleet.remember(host_record)
+            self.fleet.remember(host_record, cell.started_at)
         if delivery is not None and delivery.host == host:
             self.supply.deliveries.setdefault((host, image), delivery)
         self.supply.record_cached(image, host_record.arch or self.matrix.host(host).arch)

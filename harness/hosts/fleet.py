@@ -83,9 +83,11 @@ class Fleet:
             return self._remembered[name]
         return planned_record(self.matrix.host(name), self._broken.get(name, ""))
 
-    def remember(self, record: HostRecord) -> None:
-        """A host record from the result cache, for cells reused without starting the host."""
-        self._remembered.setdefault(record.name, record)
+    def remember(self, record: HostRecord, judged_at: str) -> None:
+        """A host record from the result cache, for cells reused without starting the host: marked
+        so, as its boot figures are of the run that judged the cell (at `judged_at`)."""
+        note = f"not booted by this run: its cells were reused from the result cache (judged from {judged_at})"
+        self._remembered.setdefault(record.name, replace(record, reused=note))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def host(self, name: str) -> Host:

@@ -162,6 +162,8 @@ class HostRecord:
     hypervisor: str = ""  # the name of the libvirt hypervisor that ran it (VM hosts)
     moved: str = ""  # why it started again on this hypervisor: the one it was on stopped answering
     image_store: str = ""  # its engine's kept image store: how it started, and whether it was kept
+    # Set when this run did not boot it (every cell of it reused): its figures are of the run that judged them.
+    reused: str = ""
 
     def __post_init__(self) -> None:
         self.kind = HostKind(self.kind)

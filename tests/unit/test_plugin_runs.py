@@ -100,6 +100,11 @@ def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester,
     assert all(c["message"].startswith("reused from the result cache") for c in again["cells"].values())
     assert {k: c["host"] for k, c in again["cells"].items()} == {k: k.split("/")[0] for k in again["cells"]}
     assert again["hosts"]["h2"]["health"] == "ok"  # the record of the run that judged it
+    # ... and it says so: the host did not boot in this run, whatever its boot figures say
+    judged_at = again["cells"]["h2/img/ok"]["started_at"]
+    assert again["hosts"]["h2"]["reused"] == f"not booted by this run: its cells were reused from the result cache (judged from {judged_at})"
+    page = (tmp_path / "second" / "matrix.html").read_text()
+    assert "not booted by this run" in page and "ready in" not in page
 
 
 JUNIT_MATRIX = """
