@@ -76,7 +76,7 @@ def figures(results: dict, seconds: float, hosts: set[str] | None) -> dict:
         by_host[c["host"]] += c["duration"]
     per_host = {}
     for name, host in sorted(ran.items()):
-        deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name]
+        deliveries = [d for d in results.get("deliveries", {}).values() if d["host"] == name and not d.get("reused")]
         per_host[name] = {
             "boot_seconds": host.get("boot_seconds"), "accel": host.get("accel"), "reused": bool(host.get("reused")),
             "deliveries": len(deliveries), "delivery_seconds": round(sum(d["duration"] for d in deliveries), 1),

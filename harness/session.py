@@ -5,7 +5,7 @@ runner; this module only builds them and tells them which cells this process run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -103,7 +103,8 @@ class RunSession:
         if host_record.name == host:  # else the cache's key missed what tells the two hosts apart
             self.fleet.remember(host_record, cell.started_at)
         if delivery is not None and delivery.host == host:
-            self.supply.deliveries.setdefault((host, image), delivery)
+            note = f"not delivered by this run: the cells were reused from the result cache (delivered for the cell judged at {cell.started_at})"
+            self.supply.deliveries.setdefault((host, image), replace(delivery, reused=note))
         self.supply.record_cached(image, host_record.arch or self.matrix.host(host).arch)
         return cell
 

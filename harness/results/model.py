@@ -203,6 +203,8 @@ class DeliveryRecord:
     tries: int = 1  # pulls that failed for another reason were tried again
     store: StoreUse = StoreUse.NONE
     received_bytes: int | None = None  # what the guest's network received during the pull
+    # Set when this run did not deliver it (its cells reused): its figures are of the run that did.
+    reused: str = ""
 
     def __post_init__(self) -> None:
         self.method = DeliveryMethod(self.method)

@@ -103,8 +103,9 @@ def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester,
     # ... and it says so: the host did not boot in this run, whatever its boot figures say
     judged_at = again["cells"]["h2/img/ok"]["started_at"]
     assert again["hosts"]["h2"]["reused"] == f"not booted by this run: its cells were reused from the result cache (judged from {judged_at})"
+    assert again["deliveries"]["h2/img"]["reused"] == f"not delivered by this run: the cells were reused from the result cache (delivered for the cell judged at {judged_at})"
     page = (tmp_path / "second" / "matrix.html").read_text()
-    assert "not booted by this run" in page and "ready in" not in page
+    assert "not booted by this run" in page and "ready in" not in page and "not delivered by this run" in page
 
 
 JUNIT_MATRIX = """
