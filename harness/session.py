@@ -11,7 +11,7 @@ from typing import Callable
 
 from harness.cells.blame import BLAMED, Blamer, HostVariants, ImageVariants, image_variants
 from harness.cells.siblings import variants_of
-from harness.cells.cache import ResultCache, cell_key
+from harness.cells.cache import CellKeys, ResultCache
 from harness.cells.runner import CellRunner, CellSettings
 from harness.config.model import HostSpec, HypervisorSpec, ImageSpec, Matrix, ScenarioSpec
 from harness.context import RunContext
@@ -53,6 +53,7 @@ class RunSession:
     fleet: Fleet = field(init=False)
     supply: ImageSupply = field(init=False)
     runner: CellRunner = field(init=False)
+    keys: CellKeys = field(init=False)
     # Per host, its failing cells of this run, blamed after its last cell.
     _failures: dict[str, list[tuple[Host, DeliveryRecord, ScenarioSpec, CellResult]]] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ class RunSession:
         self.fleet = Fleet(self.matrix, self.run, carry=self.supply.carry, reach=self.supply.reach, drivers=self.parts.drivers, build=self.parts.build_image)
         # Every judged cell is kept in the result cache, so a later --reuse run can take it.
         self.runner = CellRunner(ResultCache(self.run.cache_root))
+        self.keys = CellKeys(self.matrix, lambda spec: self.parts.drivers[spec.kind].cache_key(spec, self.matrix))
         self.fleet.on_move += [self.supply.forget, self.runner.forget]
         if self.blamer is not None and self.blamer.variants is None:
             self.blamer.variants = ImageVariants(lambda host, image: image_variants(self.matrix, host, image), self._deliver_variant)
@@ -85,14 +87,13 @@ class RunSession:
 
     def settings(self, host: str, image: str, scenario: str) -> CellSettings:
         spec = self.matrix.host(host)
-        host_part = self.parts.drivers[spec.kind].cache_key(spec, self.matrix)
         if self.matrix.image(image).reference:
             digest = self.supply.reference_digest(image, spec.arch)
             if not digest:
                 return CellSettings.of(self.matrix)  # what the reference names cannot be read: no verdict is kept or taken
         else:
             digest = self.supply.cached_manifest(image, spec.arch) if spec.arch else ""
-        return CellSettings.of(self.matrix, cell_key(self.matrix, host_part, host, image, scenario, digest))
+        return CellSettings.of(self.matrix, self.keys.key(host, image, scenario, digest))
 
     def reused(self, host: str, image: str, scenario: str, settings: CellSettings) -> CellResult | None:
         """With --reuse, the cell's cached verdict; its host's and delivery's records join the run's."""

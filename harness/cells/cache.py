@@ -17,10 +17,11 @@ import json
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
+from typing import Callable
 
 from harness import __version__
 from harness.cache import digest_of, tree_digest
-from harness.config.model import Matrix
+from harness.config.model import HostSpec, Matrix
 from harness.images.build import image_recipe
 from harness.results.model import CellResult, DeliveryRecord, HostRecord
 from harness.results.store import write_atomically
@@ -37,23 +38,56 @@ def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, s
     the manifest the host gets: for an image given by reference, what its registry serves for the
     host's platform (the caller gives no key at all when that cannot be read); for a built one, its
     cached build's ("" before it is built, so a verdict of another build is never taken)."""
-    host, image, scenario = matrix.host(host_name), matrix.image(image_name), matrix.scenario(scenario_name)
-    base = matrix.image(image.base) if image.base else None
-    return digest_of(
-        {
-            "harness": [__version__, harness_digest()],
-            "host": host_part,
-            "image": image_recipe(image, host.arch or "native", matrix.mirror),
-            "base": image_recipe(base, host.arch or "native", matrix.mirror) if base else None,
+    return CellKeys(matrix, lambda _: host_part).key(host_name, image_name, scenario_name, image_digest)
+
+
+class CellKeys:
+    """One run's cell keys: each host's, image's and scenario's part is read once per run. Read per
+    cell (a VM host's part parses recipes.yaml: 25 ms), they were most of the time of a rerun that
+    reused every cell: a minute of the default matrix's 2,352 cells."""
+
+    def __init__(self, matrix: Matrix, host_part: Callable[[HostSpec], dict]):
+        self.matrix = matrix
+        self._host_part = host_part  # the host's kind driver's cache_key
+        self._parts: dict[tuple[str, ...], dict] = {}
+
+    def _once(self, what: tuple[str, ...], read: Callable[[], dict]) -> dict:
+        if what not in self._parts:
+            self._parts[what] = read()
+        return self._parts[what]
+
+    def key(self, host_name: str, image_name: str, scenario_name: str, image_digest: str = "") -> str:
+        """As cell_key."""
+        host = self.matrix.host(host_name)
+        arch = host.arch or "native"
+        return digest_of(
+            {
+                "harness": [__version__, harness_digest()],
+                "host": self._once(("host", host_name), lambda: self._host_part(host)),
+                **self._once(("image", image_name, arch), lambda: self._image_part(image_name, arch)),
+                "manifest": image_digest,
+                "retries": self.matrix.retries,
+                **self._once(("scenario", scenario_name), lambda: self._scenario_part(scenario_name)),
+            }
+        )
+
+    def _image_part(self, name: str, arch: str) -> dict:
+        image = self.matrix.image(name)
+        base = self.matrix.image(image.base) if image.base else None
+        return {
+            "image": image_recipe(image, arch, self.matrix.mirror),
+            "base": image_recipe(base, arch, self.matrix.mirror) if base else None,
             "reference": [image.reference, image.tls_verify] if image.reference else None,
-            "manifest": image_digest,
-            "retries": matrix.retries,
+        }
+
+    def _scenario_part(self, name: str) -> dict:
+        scenario = self.matrix.scenario(name)
+        return {
             "scenario": tree_digest(scenario.suite_root or scenario.path),  # a suite's test calls its helpers
             "expected_stdout": scenario.expected_stdout,
             "scenario_name": scenario.name,  # where it is mounted in the container
             "scenario_meta": asdict(scenario.options) | {"needs": list(scenario.needs), "mode": scenario.mode, "timeout": scenario.timeout},
         }
-    )
 
 
 class ResultCache:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from harness.report.render import _environment
+from harness.report.render import environment
 from harness.results.model import PairClass, RunResults
 
 
@@ -90,5 +90,5 @@ def as_text(found: list[Change], new: RunResults | None = None) -> str:
 
 
 def render_diff(old: RunResults, new: RunResults, out: Path) -> Path:
-    out.write_text(_environment().get_template("diff.html.j2").render(results=new, old=old, changes=changes(old, new), why=why))
+    out.write_text(environment().get_template("diff.html.j2").render(results=new, old=old, changes=changes(old, new), why=why))
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.report.render import _environment
+from harness.report.render import environment
 from harness.results import store
 from harness.results.model import HostRecord, PairClass, RunResults
 
@@ -104,5 +104,5 @@ def timeline(runs: list[RunResults]) -> Timeline:
 def render_history(directory: Path, out: Path) -> tuple[Path, Timeline]:
     found = timeline(load_runs(directory))
     latest = found.runs[-1] if found.runs else RunResults("none", str(directory), "", "")
-    out.write_text(_environment().get_template("history.html.j2").render(results=latest, timeline=found))
+    out.write_text(environment().get_template("history.html.j2").render(results=latest, timeline=found))
     return out, found

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from harness.report.render import _environment
+from harness.report.render import environment
 from harness.results.model import Outcome, PairClass, PairResult, RunResults
 
 # Debian's releases, oldest first: the order of the statement's column groups.
@@ -141,7 +141,7 @@ def publish(results: RunResults, out: Path) -> list[Path]:
     """Write support.html, support.csv and support.json into `out`; the caller checks blockers first."""
     out.mkdir(parents=True, exist_ok=True)
     found = statement(results)
-    html = _environment().get_template("support.html.j2").render(results=results, statement=found, Tier=Tier)
+    html = environment().get_template("support.html.j2").render(results=results, statement=found, Tier=Tier)
     paths = [out / "support.html", out / "support.csv", out / "support.json"]
     for path, text in zip(paths, (html, as_csv(found), as_json(found))):
         path.write_text(text)

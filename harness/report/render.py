@@ -7,6 +7,7 @@ statement (support.html, .csv, .json) is written by `harness publish` (report/pu
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -15,7 +16,10 @@ from harness.results.model import CellResult, Outcome, PairClass, RunResults
 from harness.results.store import write_atomically
 
 
-def _environment() -> Environment:
+@cache
+def environment() -> Environment:
+    """One per process: a live report renders again every few seconds, and a new environment
+    compiles the templates again each time (0.1 s)."""
     # autoescape=True for every template: container output is untrusted and ends up in these pages.
     env = Environment(loader=PackageLoader("harness.report", "templates"), autoescape=True, undefined=StrictUndefined)
     env.globals["CLASSES"] = list(PairClass)  # in the legend's and filter's order
@@ -91,7 +95,7 @@ def render_report(results: RunResults, reports: Path, progress: str = "") -> Pat
     renders it again while cells finish), and return its path. `progress`: how far a run in
     progress is ("120 of 2352 cells, ETA 14:05")."""
     reports.mkdir(parents=True, exist_ok=True)
-    env = _environment()
+    env = environment()
     view = matrix_view(results)
     out = reports / "matrix.html"
     # Each cell's verdict, looked up once (a search per cell cost 1.4 s of 100,000 cells' render).

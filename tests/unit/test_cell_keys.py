@@ -85,3 +85,20 @@ def test_a_change_to_any_file_changes_a_trees_digest(tmp_path):
 def test_a_built_images_manifest_is_in_the_key_once_it_is_built(matrix):
     assert key(matrix, "plain", digest="") != key(matrix, "plain", digest="sha256:" + "1" * 64)
     assert key(matrix, "plain", digest="sha256:" + "1" * 64) != key(matrix, "plain", digest="sha256:" + "2" * 64)  # rebuilt
+
+
+def test_a_run_reads_each_hosts_recipe_and_each_scenario_once_not_once_per_cell(matrix, tmp_path, monkeypatch):
+    """A VM host's recipe is recipes.yaml parsed (25 ms); read per cell, it was most of the time of
+    a rerun that reused every cell (a minute of the default matrix's 2,352 cells)."""
+    import harness.cells.cache as cell_cache
+    import harness.hosts.build as build
+
+    parsed, digested = [], []
+    monkeypatch.setattr(build.yaml, "safe_load", lambda text, load=build.yaml.safe_load: parsed.append(1) or load(text))
+    monkeypatch.setattr(cell_cache, "tree_digest", lambda root, digest=cell_cache.tree_digest: digested.append(root) or digest(root))
+    session = RunSession(matrix, RunContext("r", tmp_path / "cache", tmp_path / "reports", ()))
+    keys = {session.settings(host, "img", scenario).cache_key for host in ("plain", "cgroup1") for scenario in ("useradd", "threads") for _ in range(3)}
+    assert len(keys) == 4
+    assert len(parsed) == 2  # one recipe per host
+    assert sorted(map(str, digested)) == sorted(str(matrix.scenario(s).path) for s in ("useradd", "threads"))
+    assert session.settings("plain", "img", "useradd").cache_key == key(matrix, "plain")  # the same key as one computed alone
