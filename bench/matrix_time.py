@@ -144,13 +144,13 @@ def chunk(args: argparse.Namespace) -> None:
         raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
     reports = state / args.pass_
     extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started, code = datetime.now(timezone.utc).isoformat(timespec="seconds"), commit()  # HEAD may move while a pass runs
     seconds, results, tail = run(args.matrix, reports, args.workers, extra)
     fig = figures(results, seconds, set(args.hosts))
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
     chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": started, "workers": args.workers,
-                   "commit": commit(), "machine": machine(), "note": args.note, **fig})
+                   "commit": code, "machine": machine(), "note": args.note, **fig})
     log.write_text(json.dumps(chunks, indent=1) + "\n")
     show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
 
