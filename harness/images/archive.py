@@ -11,9 +11,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from debian.deb822 import Packages
 from debian.debian_support import version_compare
 
 from harness.mmdebstrap import BuildError
@@ -101,10 +101,26 @@ def package_index(suite: Suite, arch: str, cache_dir: Path) -> dict[str, str]:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    stat = path.stat()
+    return _versions(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _versions(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    """An index's newest version of each package, parsed once per process while its file stays
+    the same (every image of a release is judged against the same index, on every run, reused or
+    not). Read by its two fields, not with python-debian's deb822 parser: measured on 2026-12-05,
+    bookworm-security's 2.5 MB index took 0.82 s with deb822, 0.05 s so; sid's 65 MB one 1 s so.
+    Package is a paragraph's first field and continuation lines start with a blank."""
     versions: dict[str, str] = {}
+    name = None
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for para in Packages.iter_paragraphs(fh, use_apt_pkg=False):
-            name, version = para["Package"], para["Version"]
-            if name not in versions or version_compare(version, versions[name]) > 0:
-                versions[name] = version
+        for line in fh:
+            if line.startswith("Package:"):
+                name = line[8:].strip()
+            elif name is not None and line.startswith("Version:"):
+                version = line[8:].strip()
+                if name not in versions or version_compare(version, versions[name]) > 0:
+                    versions[name] = version
+                name = None
     return versions

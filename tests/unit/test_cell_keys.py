@@ -93,6 +93,7 @@ def test_a_run_reads_each_hosts_recipe_and_each_scenario_once_not_once_per_cell(
     import harness.cells.cache as cell_cache
     import harness.hosts.build as build
 
+    cell_cache.harness_digest()  # once per process, whichever test asks first
     parsed, digested = [], []
     monkeypatch.setattr(build.yaml, "safe_load", lambda text, load=build.yaml.safe_load: parsed.append(1) or load(text))
     monkeypatch.setattr(cell_cache, "tree_digest", lambda root, digest=cell_cache.tree_digest: digested.append(root) or digest(root))
