@@ -33,18 +33,10 @@ def harness_digest() -> str:
     return tree_digest(Path(__file__).resolve().parents[1])
 
 
-def cell_key(matrix: Matrix, host_part: dict, host_name: str, image_name: str, scenario_name: str, image_digest: str = "") -> str:
-    """host_part: what the host's kind driver says of it (HostKindDriver.cache_key); image_digest:
-    the manifest the host gets: for an image given by reference, what its registry serves for the
-    host's platform (the caller gives no key at all when that cannot be read); for a built one, its
-    cached build's ("" before it is built, so a verdict of another build is never taken)."""
-    return CellKeys(matrix, lambda _: host_part).key(host_name, image_name, scenario_name, image_digest)
-
-
 class CellKeys:
     """One run's cell keys: each host's, image's and scenario's part is read once per run. Read per
-    cell (a VM host's part parses recipes.yaml: 25 ms), they were most of the time of a rerun that
-    reused every cell: a minute of the default matrix's 2,352 cells."""
+    cell, a VM host's part parsed recipes.yaml (8.5 ms): 20 s of the default matrix's 2,352 cells,
+    against 0.29 s for all their keys now (measured 2026-12-05)."""
 
     def __init__(self, matrix: Matrix, host_part: Callable[[HostSpec], dict]):
         self.matrix = matrix
@@ -57,7 +49,10 @@ class CellKeys:
         return self._parts[what]
 
     def key(self, host_name: str, image_name: str, scenario_name: str, image_digest: str = "") -> str:
-        """As cell_key."""
+        """image_digest: the manifest the host gets: for an image given by reference, what its
+        registry serves for the host's platform (the caller asks no key at all when that cannot be
+        read); for a built one, its cached build's ("" before it is built, so a verdict of another
+        build is never taken)."""
         host = self.matrix.host(host_name)
         arch = host.arch or "native"
         return digest_of(

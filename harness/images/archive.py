@@ -92,7 +92,8 @@ def archive_epoch(suites: list[Suite]) -> int:
 
 def package_index(suite: Suite, arch: str, cache_dir: Path) -> dict[str, str]:
     """Binary package name -> newest version in the suite's main component for `arch` (arch: all
-    included), downloaded at most once per INDEX_TTL and shared by every run on this machine."""
+    included), downloaded at most once per INDEX_TTL and shared by every run on this machine; the dict
+    is shared within the process too: read it, never change it."""
     url = f"{suite.url}/dists/{suite.name}/main/binary-{arch}/Packages.xz"
     path = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".Packages")
     if not path.exists() or time.time() - path.stat().st_mtime > INDEX_TTL:

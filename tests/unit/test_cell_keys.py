@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from harness.cache import tree_digest
-from harness.cells.cache import cell_key
+from harness.cells.cache import CellKeys
 from harness.config.load import load_matrix
 from harness.context import RunContext
 from harness.hosts.kinds.vm import VmKind
@@ -39,7 +39,7 @@ def matrix(tmp_path, repo_root):
 
 
 def key(matrix, host: str, image: str = "img", scenario: str = "useradd", digest: str = "") -> str:
-    return cell_key(matrix, VmKind.cache_key(matrix.host(host), matrix), host, image, scenario, digest)
+    return CellKeys(matrix, lambda spec: VmKind.cache_key(spec, matrix)).key(host, image, scenario, digest)
 
 
 def test_hosts_that_differ_in_one_boot_setting_never_share_a_verdict(matrix):
