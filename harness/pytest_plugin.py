@@ -408,6 +408,9 @@ class ResultsRecorder:
         # Per host and image, its cells recorded so far (by cell key): a pair is classified again
         # from its own cells when one of them, its host, its image or its delivery changes.
         self.by_pair: dict[tuple[str, str], dict[str, CellResult]] = {}
+        # A cell's properties accumulate on its item and ride on each of its reports (setup, call,
+        # teardown): per node ID, how many were recorded already.
+        self.properties_seen: dict[str, int] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
@@ -507,7 +510,11 @@ class ResultsRecorder:
         results = self.results
         changed: dict[str, dict] = {"cells": {}, "hosts": {}, "deliveries": {}, "images": {}, "verdicts": {}}
         touched: set[tuple[str, str]] = set()  # (host, image) pairs to classify again; "" for all of an axis
-        for name, value in report.user_properties:
+        seen = self.properties_seen.get(report.nodeid, 0)
+        self.properties_seen[report.nodeid] = len(report.user_properties)
+        # Every cell of a host carries its host's, delivery's and image's records: only a record
+        # that differs from the run's is a change.
+        for name, value in report.user_properties[seen:]:
             if name == CELL_PROPERTY:
                 cell = CellResult.from_json(json.loads(value))
                 results.cells[cell.key] = changed["cells"][cell.key] = self.by_pair.setdefault((cell.host, cell.image), {})[cell.key] = cell
@@ -515,17 +522,19 @@ class ResultsRecorder:
                 self.recorded += 1
             elif name == HOST_PROPERTY:
                 host = HostRecord.from_json(json.loads(value))
-                results.hosts[host.name] = changed["hosts"][host.name] = host
-                touched.add((host.name, ""))
+                if results.hosts.get(host.name) != host:
+                    results.hosts[host.name] = changed["hosts"][host.name] = host
+                    touched.add((host.name, ""))
             elif name == DELIVERY_PROPERTY:
                 delivery = DeliveryRecord.from_json(json.loads(value))
                 key = f"{delivery.host}/{delivery.image}"
-                results.deliveries[key] = changed["deliveries"][key] = delivery
-                touched.add((delivery.host, delivery.image))
+                if results.deliveries.get(key) != delivery:
+                    results.deliveries[key] = changed["deliveries"][key] = delivery
+                    touched.add((delivery.host, delivery.image))
             elif name == IMAGE_PROPERTY:
-                image = self._merge_image(ImageRecord.from_json(json.loads(value)))
-                changed["images"][image.name] = image
-                touched.add(("", image.name))
+                if (image := self._merge_image(ImageRecord.from_json(json.loads(value)))) is not None:
+                    changed["images"][image.name] = image
+                    touched.add(("", image.name))
             elif name == COVER_PROPERTY:
                 results.coverage = value
                 self.writer.change(coverage=value)
@@ -568,16 +577,19 @@ class ResultsRecorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = len([i for i in session.items if isinstance(i, CellItem)])
 
-    def _merge_image(self, image: ImageRecord) -> ImageRecord:
-        """Workers each know the builds they used; the run's record has them all. Returns it."""
+    def _merge_image(self, image: ImageRecord) -> ImageRecord | None:
+        """Workers each know the builds they used; the run's record has them all. Returns it, or
+        None when it held all this already."""
         known = self.results.images.get(image.name)
         if known is None:
             self.results.images[image.name] = image
             return image
-        known.builds.update(image.builds)
-        known.reference = image.reference or known.reference
-        known.index_digest = image.index_digest or known.index_digest
-        return known
+        merged = replace(known, builds=known.builds | image.builds, reference=image.reference or known.reference,
+                         index_digest=image.index_digest or known.index_digest)
+        if merged == known:
+            return None
+        self.results.images[image.name] = merged
+        return merged
 
     def _start_progress(self) -> None:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -231,6 +231,26 @@ def test_the_report_is_live_while_the_run_goes_on(pytester, matrix, tmp_path):
     assert "in-progress" not in final and "refresh" not in final and data["finished_at"]
 
 
+def test_each_change_is_journaled_once_not_again_with_every_report_of_its_cell(pytester, matrix, tmp_path):
+    """A cell's properties ride on its setup, call and teardown reports alike: recorded from each,
+    a cell was journaled (and fsync'd) twice or three times, and the ETA counted it as many."""
+    reports = tmp_path / "reports"
+    journals: list[list[dict]] = []
+
+    def look(scenario):  # while h2's cells run, h1's are recorded: what did the journal get?
+        journal = reports / "results.journal.jsonl"
+        journals.append([json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else [])
+        return 0
+
+    StubKind.script = {"ok": look}
+    run(pytester, matrix, reports, "--no-blame")
+    lines = journals[-1]
+    cells = [key for line in lines for key in line.get("cells", {})]
+    hosts = [json.dumps(record, sort_keys=True) for line in lines for record in line.get("hosts", {}).values()]
+    assert cells and len(cells) == len(set(cells)), cells
+    assert len(hosts) == len(set(hosts)), "a host's record journaled again unchanged"
+
+
 def test_a_covering_array_runs_fewer_cells_and_says_what_it_covers(pytester, matrix, tmp_path):
     result, data = run(pytester, matrix, tmp_path / "reports", "--cover", "2", "--no-blame")
     # Two hosts that differ in their release, one image, two scenarios: every value pair needs
