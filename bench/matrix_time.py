@@ -13,7 +13,9 @@ so a chunk's cold pass builds its hosts from nothing and its warm pass runs on w
 each pass continues its own reports with --resume. Every chunk's figures are appended to the record
 (default bench/matrix_time.json, kept in the repository: a machine, and its state directory, may not
 outlive the sitting), with the commit and the machine; --summary adds them up and names the hosts no
-chunk has run yet.
+chunk has run yet. A pass stopped before it ends (a chunk of emulated hosts can outlast a sitting
+on the machine) is continued by the same command: its sittings' wall times, each kept up to its
+last half minute, are added up and named in the record.
 
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass cold --hosts bullseye-amd64 bookworm-amd64
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass warm --hosts bullseye-amd64 bookworm-amd64
@@ -33,6 +35,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSES = ("cold", "warm", "reuse")
@@ -49,19 +52,27 @@ def hosts_expression(chosen: list[str], every: list[str]) -> str:
     return " or ".join(terms)
 
 
-def run(matrix: str, reports: Path, workers: str, extra: list[str]) -> tuple[float, dict, str]:
-    """One `harness run`: its wall seconds, its results and its last output."""
+def run(matrix: str, reports: Path, workers: str, extra: list[str], alive: Callable[[float], None] = lambda _: None) -> tuple[float, dict, str]:
+    """One `harness run`: its wall seconds, its results and its last output. `alive` is told the
+    seconds so far every half minute while it runs."""
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", matrix, "--reports", str(reports), "--quiet", "--workers", workers, *extra],
-        capture_output=True, text=True,
-    )
-    seconds = time.monotonic() - started
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", matrix, "--reports", str(reports), "--quiet", "--workers", workers, *extra],
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        while True:
+            try:
+                proc.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                alive(time.monotonic() - started)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        output = out.read()
     try:
         results = json.loads((reports / "results.json").read_text())
     except OSError:
-        raise SystemExit(f"the run left no results:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}") from None
-    return seconds, results, proc.stdout[-2000:]
+        raise SystemExit(f"the run left no results:\n{output[-6000:]}") from None
+    return seconds, results, output[-2000:]
 
 
 def figures(results: dict, seconds: float, hosts: set[str] | None) -> dict:
@@ -129,8 +140,16 @@ def commit() -> str:
     return proc.stdout.strip() or "?"
 
 
+def sittings_of(state: Path, pass_: str) -> Path:
+    """Where a pass not finished yet keeps the sittings it ran in: a chunk of emulated hosts may
+    take longer than a sitting on the machine, and is continued (--resume) in the next one."""
+    return state / f"{pass_}.sittings.json"
+
+
 def chunk(args: argparse.Namespace) -> None:
     """One chunk of hosts through one pass, continued in the state directory."""
+    from harness.results.store import write_atomically
+
     state = Path(args.state)
     every = matrix_hosts(args.matrix)
     unknown = sorted(set(args.hosts) - set(every))
@@ -138,20 +157,38 @@ def chunk(args: argparse.Namespace) -> None:
         raise SystemExit(f"matrix_time: {args.matrix} has no host named {', '.join(unknown)}")
     log = Path(args.record)
     chunks = json.loads(log.read_text()) if log.exists() else []
-    if args.pass_ == "cold" and (again := sorted(set(args.hosts) & (ran_in(state, "cold") | ran_in(state, "warm")))):
+    sittings_file = sittings_of(state, args.pass_)
+    unfinished = json.loads(sittings_file.read_text()) if sittings_file.exists() else None
+    if unfinished is not None and sorted(unfinished["hosts"]) != sorted(args.hosts):
+        raise SystemExit(f"matrix_time: the {args.pass_} pass of {' '.join(unfinished['hosts'])} in {state} did not finish: continue it with --hosts {' '.join(unfinished['hosts'])}")
+    if args.pass_ != "cold" and sittings_of(state, "cold").exists():
+        raise SystemExit(f"matrix_time: the cold pass in {state} did not finish: continue it first (--pass cold)")
+    if args.pass_ == "cold" and unfinished is None and (again := sorted(set(args.hosts) & (ran_in(state, "cold") | ran_in(state, "warm")))):
         raise SystemExit(f"matrix_time: {', '.join(again)} already ran in {state}: a cold pass of them would not be cold")
     if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - ran_in(state, "cold"))):
         raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
     reports = state / args.pass_
     extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
     started, code = datetime.now(timezone.utc).isoformat(timespec="seconds"), commit()  # HEAD may move while a pass runs
-    seconds, results, tail = run(args.matrix, reports, args.workers, extra)
-    fig = figures(results, seconds, set(args.hosts))
+    sittings = [*(unfinished or {}).get("sittings", []), {"started": started, "commit": code, "seconds": 0.0}]
+
+    def alive(seconds: float) -> None:  # a sitting stopped mid-pass still counts up to its last half minute
+        sittings[-1]["seconds"] = round(seconds, 1)
+        write_atomically(sittings_file, json.dumps({"hosts": args.hosts, "sittings": sittings}, indent=1))
+
+    alive(0.0)
+    seconds, results, tail = run(args.matrix, reports, args.workers, extra, alive)
+    sittings[-1]["seconds"] = round(seconds, 1)
+    fig = figures(results, sum(s["seconds"] for s in sittings), set(args.hosts))
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
-    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": started, "workers": args.workers,
-                   "commit": code, "machine": machine(), "note": args.note, **fig})
+    note = args.note
+    if len(sittings) > 1:
+        note += f"{'; ' if note else ''}in {len(sittings)} sittings (stopped and continued with --resume: " + ", ".join(f"{s['seconds']:.0f} s from {s['started']}" for s in sittings) + ")"
+    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": sittings[0]["started"], "workers": args.workers,
+                   "commit": sittings[0]["commit"], "machine": machine(), "note": note, **fig})
     log.write_text(json.dumps(chunks, indent=1) + "\n")
+    sittings_file.unlink()
     show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
 
 
