@@ -30,9 +30,14 @@ def pause() -> list[str]:
     return ["python3", CLIENT, "pause", PAUSE_IMAGE]
 
 
-def pull(reference: str, tls_verify: bool) -> list[str]:
-    """Into containerd's k8s.io namespace, where the CRI plugin finds images (this host's platform)."""
-    return ["ctr", "--namespace", "k8s.io", "images", "pull", *([] if tls_verify else ["--plain-http"]), reference]
+def pull(reference: str, tls_verify: bool, ca_file: str = "", user_file: str = "") -> list[str]:
+    """Into containerd's k8s.io namespace, where the CRI plugin finds images (this host's platform).
+    A private registry's CA is the file the engine trusts; its credentials ("user:password") are
+    read from `user_file` by the guest's shell, so the command the harness records never holds them."""
+    argv = ["ctr", "--namespace", "k8s.io", "images", "pull", *([] if tls_verify else ["--plain-http"]), *(["--tlscacert", ca_file] if ca_file else [])]
+    if not user_file:
+        return [*argv, reference]
+    return ["sh", "-c", 'f=$1; shift; exec "$@" --user "$(cat "$f")" "$0"', reference, user_file, *argv]
 
 
 def load(archive: str) -> list[str]:

@@ -361,30 +361,33 @@ class LibvirtHost(Host):
 
     def pull_image(self, image_name: str, reference: str, timeout: float, tls_verify: bool = False, access: PullAccess | None = None,
                    pinned: bool = False) -> PullResult:
-        pulled = self._engine_pull(reference, timeout, tls_verify, access, pinned)
-        if self.spec.via != "cri" or not pulled.image_id:
-            return pulled
-        # The CRI path's containerd keeps images of its own (namespace k8s.io): pulled there too.
-        into = self.run(cri.pull(reference, tls_verify), timeout)
-        if into.exit_code != 0:
-            return PullResult(replace(into, stderr=f"{into.stderr}\nthe engine had it, containerd's k8s.io namespace could not pull it"))
-        return pulled
-
-    def _engine_pull(self, reference: str, timeout: float, tls_verify: bool, access: PullAccess | None, pinned: bool) -> PullResult:
         if self.store is not None and pinned and (kept := self._from_store(reference)) is not None:
             return kept
-        received = self._received() if self.store is not None else None
         registry = reference.partition("/")[0]
-        if access and access.ca_pem:
-            self.run(["sh", "-c", 'mkdir -p "$1" && cat > "$1/ca.crt"', "ca", f"{self.engine.certs_dir}/{registry}"], 60 * self.time_scale, access.ca_pem)
+        ca_file = f"{self.engine.certs_dir}/{registry}/ca.crt" if access and access.ca_pem else ""
+        if ca_file:
+            self.run(["sh", "-c", 'mkdir -p "${1%/*}" && cat > "$1"', "ca", ca_file], 60 * self.time_scale, access.ca_pem)
         auth_dir = f"/run/harness-auth/{uuid.uuid4().hex[:12]}" if access and access.auth_json else None
         if auth_dir:
             self.run(["sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$1/$2"', "auth", auth_dir, self.engine.auth_name], 60 * self.time_scale, access.auth_json)
+            if self.spec.via == "cri":  # and in the form containerd's ctr takes
+                self.run(["sh", "-c", 'umask 077 && cat > "$1/user"', "auth", auth_dir], 60 * self.time_scale, access.user())
         try:
-            pull = self.run(self.engine.pull(reference, tls_verify, auth_dir), timeout)
+            pulled = self._engine_pull(reference, timeout, tls_verify, auth_dir)
+            if self.spec.via != "cri" or not pulled.image_id:
+                return pulled
+            # The CRI path's containerd keeps images of its own (namespace k8s.io): pulled there too.
+            into = self.run(cri.pull(reference, tls_verify, ca_file, f"{auth_dir}/user" if auth_dir else ""), timeout)
+            if into.exit_code != 0:
+                return PullResult(replace(into, stderr=f"{into.stderr}\nthe engine had it, containerd's k8s.io namespace could not pull it"))
+            return pulled
         finally:
             if auth_dir:  # the credentials stay on the host for this pull only
                 self.run(["rm", "-rf", auth_dir], 60 * self.time_scale)
+
+    def _engine_pull(self, reference: str, timeout: float, tls_verify: bool, auth_dir: str | None) -> PullResult:
+        received = self._received() if self.store is not None else None
+        pull = self.run(self.engine.pull(reference, tls_verify, auth_dir), timeout)
         if pull.exit_code != 0:
             return PullResult(pull)
         inspect = self.run(self.engine.platform(reference), timeout=60 * self.time_scale)

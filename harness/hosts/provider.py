@@ -7,6 +7,8 @@ unlike a plain shell guest, its operations are the engine's: load an image, run 
 
 from __future__ import annotations
 
+import base64
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -41,6 +43,11 @@ class PullAccess:
     auth_json: bytes | None = None
     ca_pem: bytes | None = None
     auth_file: str = ""  # where the matrix's credentials came from: what logs may name
+
+    def user(self) -> bytes:
+        """The auth file's one entry as "user:password", the form containerd's ctr takes."""
+        (entry,) = json.loads(self.auth_json or b"")["auths"].values()
+        return base64.b64decode(entry["auth"])
 
 
 @dataclass(frozen=True)

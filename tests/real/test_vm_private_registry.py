@@ -1,8 +1,9 @@
 """A reference image behind a password-protected TLS registry, for real: Debian's docker-registry
 with htpasswd (bcrypt) and a certificate from a CA made here, the image pushed there by the
 harness's client with the same credentials, then pulled by a VM host's own podman with the
-matrix's auth file and CA; the password appears in nothing the run writes. Wrong credentials stop
-the run before any host boots, in one line."""
+matrix's auth file and CA, and by a CRI host's containerd too (ctr, into the CRI plugin's store);
+the password appears in nothing the run writes. Wrong credentials stop the run before any host
+boots, in one line."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def private(tmp_path_factory):
     server.wait()
 
 
-def matrix(host: str, auth: str) -> str:
+def matrix(host: str, auth: str, extra_host: str = "") -> str:
     return f"""
 version: 1
 retries: 0
@@ -79,7 +80,7 @@ registries:
   - {{host: "{host}", auth_file: {auth}, ca_file: tls/ca.crt}}
 hosts:
   - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
-images:
+{extra_host}images:
   - {{name: vendor-app, reference: "{host}/vendor/app:1", release: bookworm}}
 scenarios: [which-debian]
 """
@@ -97,6 +98,23 @@ def test_the_host_pulls_it_with_the_matrix_credentials_and_ca_which_no_report_sh
     assert "--authfile" in delivery["command"] and "--tls-verify=true" in delivery["command"], delivery
     facts = data["images"]["vendor-app"]["builds"]["amd64"]
     assert facts["manifest_digest"] == pushed.manifest_digest and data["images"]["vendor-app"]["facts_error"] == ""
+    token = base64.b64encode(f"qe:{PASSWORD}".encode()).decode()
+    for path in reports.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert PASSWORD.encode() not in text and token.encode() not in text, path
+
+
+@pytest.mark.slow  # trixie's CRI host, built cold, is test_vm_pods.py's (also slow): CI leaves it out for its time
+def test_a_cri_hosts_containerd_pulls_it_with_the_same_ca_and_credentials(private):
+    directory, host, build, _ = private
+    write_matrix(directory, matrix(host, "auth.json", "  - {name: cri-trixie, release: trixie, arch: amd64, engine: podman, runtime: crun, via: cri}\n"))
+    proc, reports = run_harness(directory, f"private-cri-{os.getpid()}", "--quiet", "-k", "cri-trixie")
+    data = json.loads((reports / "results.json").read_text())
+    # containerd's own store (k8s.io) had it, or the CRI could not have made the container.
+    cri = data["cells"]["cri-trixie/vendor-app/which-debian"]
+    assert cri["outcome"] == "pass" and f"debian {build.debian_version}" in cri["stdout"], (cri["message"], cri["stderr"][-1000:], proc.stdout[-2000:])
+    assert cri["command"][:3] == ["python3", "/usr/lib/harness-cri/cri.py", "run"], cri["command"]
     token = base64.b64encode(f"qe:{PASSWORD}".encode()).decode()
     for path in reports.rglob("*"):
         if path.is_file():

@@ -4,6 +4,8 @@ judged (a refused call is the engine's, a container's exit is the cell's)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 from harness.config.model import ScenarioOptions
 from harness.engines import cri
@@ -23,6 +25,18 @@ def test_what_the_cri_cannot_say_is_named():
     assert cri.unsupported(ScenarioOptions(memory="1g", user="nobody", read_only=True)) == ""
     assert cri.unsupported(ScenarioOptions(pids_limit=64)).startswith("pids_limit: ")
     assert cri.unsupported(ScenarioOptions(security_opt=("seccomp=unconfined",))).startswith("security_opt: ")
+
+
+def test_a_private_registrys_pull_trusts_its_ca_and_reads_the_credentials_from_a_file_no_record_holds(tmp_path):
+    (tmp_path / "user").write_text("qe:pa ss$(x)")
+    (tmp_path / "ctr").write_text('#!/bin/sh\nfor a; do echo "$a"; done\n')
+    (tmp_path / "ctr").chmod(0o755)
+    argv = cri.pull("10.0.2.2:5000/vendor/app:1", True, "/etc/containers/certs.d/10.0.2.2:5000/ca.crt", str(tmp_path / "user"))
+    assert "pa ss" not in " ".join(argv)
+    said = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert said.stdout.splitlines() == ["--namespace", "k8s.io", "images", "pull", "--tlscacert", "/etc/containers/certs.d/10.0.2.2:5000/ca.crt",
+                                        "--user", "qe:pa ss$(x)", "10.0.2.2:5000/vendor/app:1"]
+    assert cri.pull("10.0.2.2:5000/h:1", False) == ["ctr", "--namespace", "k8s.io", "images", "pull", "--plain-http", "10.0.2.2:5000/h:1"]
 
 
 def answer(**said) -> ExecRecord:
