@@ -126,6 +126,7 @@ def test_a_scenario_that_fails_everywhere_is_the_images_or_the_scenarios_and_bla
     assert 'id="why-table"' in html and "why: LSM: passes with label=disable (confirmed)" in html
 
 
+@pytest.mark.slow  # a VM of its own per call: CI leaves it out for its time (see the README)
 def test_reproduce_runs_the_cell_and_one_experiment_by_hand(results):
     import subprocess
     import sys
@@ -139,6 +140,7 @@ def test_reproduce_runs_the_cell_and_one_experiment_by_hand(results):
     assert swapped.returncode == 0 and "--security-opt label=disable" in swapped.stdout and "exit 0: pass" in swapped.stdout, swapped.stdout + swapped.stderr
 
 
+@pytest.mark.slow  # a VM of its own per call: CI leaves it out for its time (see the README)
 def test_reproduce_shell_opens_the_host_with_the_image_there_and_tears_it_down(results):
     """What the lines print is read from the guest: its SELinux mode, the image in its engine's
     store, the directory a `cd` left; afterwards no domain of that reproduce run is left."""

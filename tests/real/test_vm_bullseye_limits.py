@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # CI leaves it out for its time (cold): see the README
 
 MATRIX = f"""
 version: 1

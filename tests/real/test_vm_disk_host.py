@@ -21,7 +21,7 @@ from tests.cloud_image import cloud_image
 from tests.conftest import add_scenario
 from tests.real.test_vm_private_registry import PASSWORD, private  # noqa: F401 (the registry fixture)
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # CI leaves it out for its time (cold): see the README
 
 RUN_ID = f"disk-{os.getpid()}"
 

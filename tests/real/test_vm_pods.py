@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, add_scenario
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # CI leaves it out for its time (cold): see the README
 
 HOSTS = {
     "pod-trixie": "release: trixie, arch: amd64, engine: podman, runtime: crun, via: pod",

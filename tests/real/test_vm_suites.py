@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import BOOKWORM_IMAGE, add_scenario
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # CI leaves it out for its time (cold): see the README
 
 REPO = Path(__file__).resolve().parents[2]
 # Two releases of each engine: two hosts here (in CI), the other two in test_vm_suites_slow.py.
