@@ -552,7 +552,7 @@ class ResultsRecorder:
         self._render_live()
 
     def _render_live(self) -> None:
-        if time.monotonic() - self.rendered_at < self.render_every:
+        if self.results is None or time.monotonic() - self.rendered_at < self.render_every:
             return
         started = time.monotonic()
         done, total = len(self.results.cells), max(self.expected, len(self.results.cells))
@@ -573,9 +573,18 @@ class ResultsRecorder:
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
         """Under xdist the controller collects nothing: each worker says what it collected."""
         self.expected = max(self.expected, len(ids))
+        self._render_first()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = len([i for i in session.items if isinstance(i, CellItem)])
+        self._render_first()
+
+    def _render_first(self) -> None:
+        """The page from the moment the cells are known (a cold run builds for a long while before
+        its first cell ends), each selected cell not yet run shown as such; the first cell's
+        result follows at once."""
+        self._render_live()
+        self.rendered_at = 0.0
 
     def _merge_image(self, image: ImageRecord) -> ImageRecord | None:
         """Workers each know the builds they used; the run's record has them all. Returns it, or

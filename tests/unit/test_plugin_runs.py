@@ -225,10 +225,26 @@ def test_the_report_is_live_while_the_run_goes_on(pytester, matrix, tmp_path):
 
     StubKind.script = {"ok": look}
     _, data = run(pytester, matrix, reports, "--no-blame")
-    live = next(text for text in seen if text)
+    live = seen[-1]  # while h2's first cell runs
     assert 'id="in-progress">in progress: 1 of 4 cells' in live and 'http-equiv="refresh"' in live
     final = (reports / "matrix.html").read_text()
     assert "in-progress" not in final and "refresh" not in final and data["finished_at"]
+
+
+def test_the_live_report_is_there_before_the_first_cell_ends(pytester, matrix, tmp_path):
+    """A cold run builds its hosts and images for a long while (half an hour for emulated ones)
+    before any cell ends: the page is there from the start, every selected cell not yet run."""
+    reports = tmp_path / "reports"
+    seen: list[str] = []
+
+    def look(scenario):  # the run's first cell: nothing recorded yet
+        page = reports / "matrix.html"
+        seen.append(page.read_text() if page.exists() else "")
+        return 0
+
+    StubKind.script = {"ok": look}
+    run(pytester, matrix, reports, "--no-blame")
+    assert 'id="in-progress">in progress: 0 of 4 cells' in seen[0]
 
 
 def test_each_change_is_journaled_once_not_again_with_every_report_of_its_cell(pytester, matrix, tmp_path):
