@@ -15,7 +15,10 @@ each pass continues its own reports with --resume. Every chunk's figures are app
 outlive the sitting), with the commit and the machine; --summary adds them up and names the hosts no
 chunk has run yet. A pass stopped before it ends (a chunk of emulated hosts can outlast a sitting
 on the machine) is continued by the same command: its sittings' wall times, each kept up to its
-last half minute, are added up and named in the record.
+last half minute, are added up and named in the record. Every cell's key has the harness's own
+digest in it, so harness/ must not change between a pass and the --reuse pass after it: each record
+keeps the digest its pass started with, a reuse pass after a change is refused, and a pass during
+which harness/ changed says so.
 
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass cold --hosts bullseye-amd64 bookworm-amd64
     python bench/matrix_time.py --state /var/tmp/matrix-time --pass warm --hosts bullseye-amd64 bookworm-amd64
@@ -140,6 +143,13 @@ def commit() -> str:
     return proc.stdout.strip() or "?"
 
 
+def harness_tree() -> str:
+    """The digest of harness/ as the result cache keys it (cells/cache.harness_digest), short."""
+    from harness.cache import tree_digest
+
+    return tree_digest(ROOT / "harness")[:12]
+
+
 def sittings_of(state: Path, pass_: str) -> Path:
     """Where a pass not finished yet keeps the sittings it ran in: a chunk of emulated hosts may
     take longer than a sitting on the machine, and is continued (--resume) in the next one."""
@@ -167,6 +177,11 @@ def chunk(args: argparse.Namespace) -> None:
         raise SystemExit(f"matrix_time: {', '.join(again)} already ran in {state}: a cold pass of them would not be cold")
     if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - ran_in(state, "cold"))):
         raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
+    earlier = [c for c in chunks if set(c["hosts"]) == set(args.hosts) and c.get("harness")]
+    if args.pass_ == "reuse" and earlier and earlier[-1]["harness"] != harness_tree():
+        raise SystemExit(f"matrix_time: harness/ changed since the {earlier[-1]['pass']} pass of these hosts "
+                         f"({earlier[-1]['harness']}, now {harness_tree()}): every cell's key has the harness's digest in it, "
+                         "so a --reuse pass would reuse nothing; run --pass warm again first")
     reports = state / args.pass_
     extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
     started, code = datetime.now(timezone.utc).isoformat(timespec="seconds"), commit()  # HEAD may move while a pass runs
@@ -177,16 +192,20 @@ def chunk(args: argparse.Namespace) -> None:
         write_atomically(sittings_file, json.dumps({"hosts": args.hosts, "sittings": sittings}, indent=1))
 
     alive(0.0)
+    tree = harness_tree()  # the cells are keyed with the tree as it is at the pass's first cell
     seconds, results, tail = run(args.matrix, reports, args.workers, extra, alive)
     sittings[-1]["seconds"] = round(seconds, 1)
     fig = figures(results, sum(s["seconds"] for s in sittings), set(args.hosts))
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
     note = args.note
+    if harness_tree() != tree:
+        note += f"{'; ' if note else ''}harness/ changed while this pass ran ({tree} -> {harness_tree()}): a --reuse pass after it reuses nothing"
+        print(f"matrix_time: harness/ changed while this pass ran ({tree} -> {harness_tree()}): a --reuse pass after it would reuse none of its cells", file=sys.stderr)
     if len(sittings) > 1:
         note += f"{'; ' if note else ''}in {len(sittings)} sittings (stopped and continued with --resume: " + ", ".join(f"{s['seconds']:.0f} s from {s['started']}" for s in sittings) + ")"
     chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": sittings[0]["started"], "workers": args.workers,
-                   "commit": sittings[0]["commit"], "machine": machine(), "note": note, **fig})
+                   "commit": sittings[0]["commit"], "harness": tree, "machine": machine(), "note": note, **fig})
     log.write_text(json.dumps(chunks, indent=1) + "\n")
     sittings_file.unlink()
     show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
