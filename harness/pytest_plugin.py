@@ -397,6 +397,7 @@ class ResultsRecorder:
         self.results: RunResults | None = None
         self.recorded = 0  # cells recorded by this run
         self.expected = 0  # cells selected, for the live report's progress
+        self.resumed = 0  # cells a --resume run kept from the one before (deselected, but on the page)
         self.started = time.monotonic()
         # matrix.html is rendered again as cells finish: at most every 5 s, and never more often
         # than ten times its own render time (a 100,000-cell page takes seconds).
@@ -447,6 +448,7 @@ class ResultsRecorder:
                 if image.name in self.results.images:
                     self._merge_image(image)
             self.results.cells.update({k: c for k, c in old.cells.items() if c.outcome != Outcome.ERROR})
+        self.resumed = len(self.results.cells)
         for key, cell in self.results.cells.items():
             self.by_pair.setdefault((cell.host, cell.image), {})[key] = cell
         self._classify(self.results.hosts, self.results.images)
@@ -555,7 +557,7 @@ class ResultsRecorder:
         if self.results is None or time.monotonic() - self.rendered_at < self.render_every:
             return
         started = time.monotonic()
-        done, total = len(self.results.cells), max(self.expected, len(self.results.cells))
+        done, total = len(self.results.cells), max(self.resumed + self.expected, len(self.results.cells))
         progress = f"{done} of {total} cells"
         if 0 < self.recorded and done < total:
             left = (time.monotonic() - self.started) / self.recorded * (total - done)

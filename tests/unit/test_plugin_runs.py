@@ -247,6 +247,24 @@ def test_the_live_report_is_there_before_the_first_cell_ends(pytester, matrix, t
     assert 'id="in-progress">in progress: 0 of 4 cells' in seen[0]
 
 
+def test_a_resumed_runs_live_progress_counts_the_cells_it_kept_and_those_it_runs(pytester, matrix, tmp_path):
+    """--resume keeps the cells already run (here h1's, from a run of -k h1) and deselects them:
+    the page holds both, so the progress counts both, not the kept ones against this run's own."""
+    reports = tmp_path / "reports"
+    run(pytester, matrix, reports, "--no-blame", "-k", "h1")
+    seen: list[str] = []
+
+    def look(scenario):
+        page = reports / "matrix.html"
+        seen.append(page.read_text() if page.exists() else "")
+        return 0
+
+    StubKind.script = {"ok": look}
+    _, data = run(pytester, matrix, reports, "--no-blame", "--resume", "-k", "h2")
+    assert len(data["cells"]) == 4
+    assert 'id="in-progress">in progress: 2 of 4 cells' in seen[0]
+
+
 def test_each_change_is_journaled_once_not_again_with_every_report_of_its_cell(pytester, matrix, tmp_path):
     """A cell's properties ride on its setup, call and teardown reports alike: recorded from each,
     a cell was journaled (and fsync'd) twice or three times, and the ETA counted it as many."""
