@@ -26,6 +26,10 @@ class Disk:
     # Overlays are thrown away after the run, so the guest's flushes need not reach the disk; a
     # kept image store's must ("writeback": a flush reaches the file).
     cache: str = "unsafe"
+    # What the guest finds the disk by (/sys/block/vdX/serial): the kernel names virtio disks in the
+    # order it probes them, which on s390x's channel subsystem is not the order of the XML (seen:
+    # the root disk, first in the XML and at devno 0, became vdc).
+    serial: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ def build_domain_xml(template: Path, spec: DomainSpec) -> str:
         _sub(d, "driver", name="qemu", type=disk.fmt, cache=disk.cache)
         _sub(d, "source", file=str(disk.path))
         _sub(d, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+        if disk.serial:
+            _sub(d, "serial", disk.serial)
         if disk.readonly:
             _sub(d, "readonly")
     if spec.platform.console == "ttysclp0":

@@ -198,7 +198,7 @@ class LibvirtHost(Host):
             raise self._failure(f"host {self.name}: its files could not reach hypervisor {self.record.hypervisor}: {exc.get_error_message()}") from None
         for accel in self.verdicts.candidates(self.spec.qemu_arch):
             overlay = self.files.overlay(boot.root, boot.root_size, boot.root_format)
-            spec = self._domain_spec(accel, boot, (Disk(overlay, "qcow2"), Disk(payload_path, "raw", readonly=True), *boot.disks))
+            spec = self._domain_spec(accel, boot, (Disk(overlay, "qcow2", serial="harness-root"), Disk(payload_path, "raw", readonly=True, serial="harness-delivery"), *boot.disks))
             started = time.monotonic()
             try:
                 self.domain = self.conn.createXML(build_domain_xml(self.vms_dir / "domain.xml", spec), 0)
@@ -264,7 +264,7 @@ class LibvirtHost(Host):
 
     # -- the kept image store ---------------------------------------------------------------------
     def _store_disk(self) -> tuple[Disk, ...]:
-        """This boot's overlay of the kept store, as a disk after the delivery disk (vdc)."""
+        """This boot's overlay of the kept store, as a disk after the delivery disk."""
         if self.store is None:
             return ()
         try:
@@ -275,7 +275,7 @@ class LibvirtHost(Host):
             return ()
         count = len(self._held.images)
         self.record.image_store = f"warm: {count} image(s) kept from earlier runs" if count else ("fresh: empty, as asked" if self.fresh_store else "cold: empty")
-        return (Disk(self.files.own(self._store_overlay), "qcow2", cache="writeback"),)
+        return (Disk(self.files.own(self._store_overlay), "qcow2", cache="writeback", serial="harness-store"),)
 
     def _from_store(self, reference: str) -> PullResult | None:
         """An image the kept store holds under this pinned reference (whatever registry address

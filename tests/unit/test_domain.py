@@ -29,7 +29,7 @@ def spec(arch: str, accel: str = "qemu", cpu: str | None = None) -> DomainSpec:
         kernel=Path("/c/vmlinuz"),
         initrd=Path("/c/initrd.img"),
         cmdline="root=/dev/vda",
-        disks=(Disk(Path("/r/root.qcow2"), "qcow2"), Disk(Path("/r/payload.img"), "raw", readonly=True)),
+        disks=(Disk(Path("/r/root.qcow2"), "qcow2", serial="harness-root"), Disk(Path("/r/payload.img"), "raw", readonly=True, serial="harness-delivery")),
         console_log=Path("/r/console.log"),
     )
 
@@ -48,6 +48,7 @@ def test_machine_and_cpu_are_explicit(repo_root, arch, machine, cpu):
         assert cpu_el.find("model").text == cpu
     disks = root.findall("devices/disk")
     assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
+    assert [d.findtext("serial") for d in disks] == ["harness-root", "harness-delivery"]  # found by these, not by name
     assert disks[1].find("readonly") is not None
     assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
 
