@@ -86,7 +86,7 @@ def boot_cmdline(spec: VmHostSpec) -> str:
 
     panic=1: a kernel panic, or stage 1 failing to find the root disk, reboots at once, and a reboot
     ends the domain (on_reboot=destroy), so a host that cannot boot fails fast."""
-    words = ["root=/dev/vda", f"console={PLATFORMS[spec.arch].console}", "panic=1"]
+    words = [f"console={PLATFORMS[spec.arch].console}", "panic=1"]  # stage 1 finds the root disk by its serial
     if spec.cgroup == "v1":
         words.append("systemd.unified_cgroup_hierarchy=0")  # stage 1 mounts the legacy hierarchy for it
     if spec.lsm == "none":

@@ -66,7 +66,7 @@ def test_docker_commands_differ_from_podman_only_where_the_clis_do():
 
 def test_cgroup_and_lsm_settings_reach_the_kernel_command_line(repo_root, tmp_path):
     h, _ = hosts(repo_root, tmp_path)
-    assert boot_cmdline(h["plain"]) == "root=/dev/vda console=ttyS0 panic=1"
+    assert boot_cmdline(h["plain"]) == "console=ttyS0 panic=1"
     assert boot_cmdline(h["old-cgroups"]).endswith("panic=1 systemd.unified_cgroup_hierarchy=0 apparmor=0")
 
 
