@@ -574,8 +574,9 @@ class ResultsRecorder:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
         """Under xdist the controller collects nothing: each worker says what it collected."""
-        self.expected = max(self.expected, len(ids))
-        self._render_first()
+        if len(ids) > self.expected:  # each worker collects the same cells: the page once
+            self.expected = len(ids)
+            self._render_first()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected = len([i for i in session.items if isinstance(i, CellItem)])
