@@ -44,7 +44,7 @@ from harness.report.junit import CELL_PROPERTY, annotate
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, PairResult, RunResults, Verdict, now
-from harness.runs import claim, live_runs
+from harness.runs import claim
 from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
 from harness.supportability import classify, is_supported
@@ -619,9 +619,8 @@ class ResultsRecorder:
     def pytest_sessionfinish(self) -> None:
         if self.printer is not None:
             self.printer.stop()
-        runs = _cache_root(self.config) / "runs"
-        if self.registry is not None and not live_runs(runs) - {self.config.option.run_id}:
-            self.registry.stop()  # left running for another live run; the next cleanup stops it
+        if self.registry is not None:
+            self.registry.stop()  # left running while another run claims it; the last one out stops it
         shutil.rmtree(_cache_root(self.config) / "runs" / self.config.option.run_id, ignore_errors=True)
         if self.results is None:
             return
