@@ -343,7 +343,8 @@ class ImageSupply:
         if earlier:
             pull = replace(pull, stdout="".join(earlier) + pull.stdout)
         record = self._record(host, image_name, pull, got.image_id, got.platform, DeliveryMethod.PULL, reference)
-        return replace(record, not_portable=refused, tries=len(earlier) + 1, store=got.store, received_bytes=got.received_bytes)
+        return replace(record, not_portable=refused, tries=len(earlier) + 1, store=got.store, received_bytes=got.received_bytes,
+                       tls_verify=tls_verify, credentials=access.auth_file if access and access.auth_json else "")
 
     def _load(self, host: Host, image_name: str) -> DeliveryRecord:
         image = self.image(image_name, self.arch_for(image_name, host.arch))
