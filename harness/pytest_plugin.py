@@ -196,13 +196,22 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
-        self.settings = session.settings(*self.cell)
-        self.result = session.reused(*self.cell, self.settings)
-        if self.result is None:
-            self._prepare(session)
-            # Keyed again now that the image is built: its manifest digest is part of the key.
+        started_at, start = now(), time.monotonic()
+        try:
             self.settings = session.settings(*self.cell)
-            self.result = self._run(session)
+            self.result = session.reused(*self.cell, self.settings)
+            if self.result is None:
+                self._prepare(session)
+                # Keyed again now that the image is built: its manifest digest is part of the key.
+                self.settings = session.settings(*self.cell)
+                self.result = self._run(session)
+        except CellFailed:
+            raise
+        except Exception as exc:  # a bug of the harness's own: the cell's error, recorded as the harness's
+            why = f"harness error: {type(exc).__name__}: {exc} (the harness's own, not the image's, host's or engine's; harness run --debug shows the traceback)"
+            self.result = error_result(*self.cell, why, started_at, time.monotonic() - start)
+            self._record(session, self.result)
+            raise
         if self.result.outcome.infrastructure:
             self._record(session, self.result)
             raise CellFailed(self.result)
