@@ -10,6 +10,7 @@ from typing import Iterable
 import libvirt
 
 from harness.daemon import stop_orphaned_daemon
+from harness.registry.server import in_use
 from harness.hosts.kinds import DRIVERS
 from harness.runs import Cleaned, live_runs
 
@@ -28,9 +29,11 @@ def cleanup(conns: Iterable[libvirt.virConnect], cache_root: Path, keep: set[str
             shutil.rmtree(run, ignore_errors=True)
             cleaned.workdirs.append(run.name)
     # The registry is shared by the runs on this machine: one whose starter is gone is stopped only
-    # when no other run lives (one may be pulling from it).
+    # when no other run of this cache lives, nor a run of another cache claims it (one may be pulling).
     if not live_runs(runs_dir) - set(keep):
         for pid_file in sorted(cache_root.glob("registry*/registry.pid")):
+            if in_use(pid_file.parent):
+                continue
             if stopped := stop_orphaned_daemon(pid_file, "the registry"):
                 cleaned.services.append(stopped)
     return cleaned

@@ -65,6 +65,12 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         f"--junitxml={reports / 'junit.xml'}",
         "-o",
         "junit_logging=system-out",  # a flaky cell's failed attempts, which it prints
+        # Only the harness's own plugins: one installed for other work (a reorderer, a rerunner)
+        # must not change a run. xdist is loaded by hand too, workers included.
+        "--disable-plugin-autoload",
+        "-p",
+        "harness.pytest_plugin",
+        *(["-p", "xdist.plugin"] if workers > 1 else []),
         "-p",
         "no:cacheprovider",
         "--rootdir",

@@ -48,20 +48,35 @@ def stop_daemon(process: subprocess.Popen, pid_file: Path) -> None:
             process.wait()
 
 
-def stop_orphaned_daemon(pid_file: Path, what: str) -> str | None:
-    """Stop a daemon whose starting harness process is gone (killed); returns what was done, if anything."""
+def _recorded(pid_file: Path) -> tuple[int, int] | None:
+    """The daemon's pid and its starter's, as the pid file records them."""
     try:
         daemon_pid, owner_pid = (int(x) for x in pid_file.read_text().split())
     except (OSError, ValueError):
         return None
+    return daemon_pid, owner_pid
+
+
+def stop_recorded_daemon(pid_file: Path, what: str) -> str | None:
+    """Stop the daemon a pid file records, whoever started it; returns what was done, if anything."""
+    if (pids := _recorded(pid_file)) is None:
+        return None
     try:
-        os.kill(owner_pid, 0)
-        return None  # its harness still runs
-    except ProcessLookupError:
-        pass
-    try:
-        os.killpg(daemon_pid, signal.SIGTERM)
+        os.killpg(pids[0], signal.SIGTERM)
     except ProcessLookupError:
         pass
     pid_file.unlink(missing_ok=True)
-    return f"stopped {what} (pid {daemon_pid}) of a harness that is gone"
+    return f"stopped {what} (pid {pids[0]})"
+
+
+def stop_orphaned_daemon(pid_file: Path, what: str) -> str | None:
+    """Stop a daemon whose starting harness process is gone (killed); returns what was done, if anything."""
+    if (pids := _recorded(pid_file)) is None:
+        return None
+    try:
+        os.kill(pids[1], 0)
+        return None  # its harness still runs
+    except ProcessLookupError:
+        pass
+    stopped = stop_recorded_daemon(pid_file, what)
+    return stopped and f"{stopped} of a harness that is gone"

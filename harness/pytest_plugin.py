@@ -44,7 +44,7 @@ from harness.report.junit import CELL_PROPERTY, annotate
 from harness.report.render import render_report
 from harness.results import history, store
 from harness.results.model import CellResult, DeliveryRecord, HostRecord, ImageRecord, Outcome, PairResult, RunResults, Verdict, now
-from harness.runs import claim, live_runs
+from harness.runs import claim
 from harness.session import Parts, RunSession, run_registry
 from harness.supply import SupplyError, delivery_problem
 from harness.supportability import classify, is_supported
@@ -196,13 +196,22 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         session = _session(self.config, self.matrix)
-        self.settings = session.settings(*self.cell)
-        self.result = session.reused(*self.cell, self.settings)
-        if self.result is None:
-            self._prepare(session)
-            # Keyed again now that the image is built: its manifest digest is part of the key.
+        started_at, start = now(), time.monotonic()
+        try:
             self.settings = session.settings(*self.cell)
-            self.result = self._run(session)
+            self.result = session.reused(*self.cell, self.settings)
+            if self.result is None:
+                self._prepare(session)
+                # Keyed again now that the image is built: its manifest digest is part of the key.
+                self.settings = session.settings(*self.cell)
+                self.result = self._run(session)
+        except CellFailed:
+            raise
+        except Exception as exc:  # a bug of the harness's own: the cell's error, recorded as the harness's
+            why = f"harness error: {type(exc).__name__}: {exc} (the harness's own, not the image's, host's or engine's; harness run --debug shows the traceback)"
+            self.result = error_result(*self.cell, why, started_at, time.monotonic() - start)
+            self._record(session, self.result)
+            raise
         if self.result.outcome.infrastructure:
             self._record(session, self.result)
             raise CellFailed(self.result)
@@ -619,9 +628,8 @@ class ResultsRecorder:
     def pytest_sessionfinish(self) -> None:
         if self.printer is not None:
             self.printer.stop()
-        runs = _cache_root(self.config) / "runs"
-        if self.registry is not None and not live_runs(runs) - {self.config.option.run_id}:
-            self.registry.stop()  # left running for another live run; the next cleanup stops it
+        if self.registry is not None:
+            self.registry.stop()  # left running while another run claims it; the last one out stops it
         shutil.rmtree(_cache_root(self.config) / "runs" / self.config.option.run_id, ignore_errors=True)
         if self.results is None:
             return

@@ -228,8 +228,12 @@ class ImageSupply:
             # builds no arm64 image); all of them when none of those is among the image's own.
             selected = [a for a in arches if a in self.arches] or list(arches)
             builds = {a: build for a in selected if (build := self._image_or_none(image_name, a))}
+            if not builds and arch not in arches:
+                # This host's pull is what says the image has no build for it (not portable): it
+                # needs an index to pull from, whichever of the image's other builds can be had.
+                builds = next(({a: build} for a in arches if a not in selected and (build := self._image_or_none(image_name, a))), {})
             if not builds:
-                raise SupplyError(self._failed[(image_name, arch if arch in arches else arches[0])])
+                raise SupplyError(self._failed[(image_name, arch if arch in arches else selected[0])])
             try:
                 self._publications[image_name] = published = publish(self.run.registry, image_name, builds, index=len(arches) > 1)
             except RegistryError as exc:
@@ -343,7 +347,8 @@ class ImageSupply:
         if earlier:
             pull = replace(pull, stdout="".join(earlier) + pull.stdout)
         record = self._record(host, image_name, pull, got.image_id, got.platform, DeliveryMethod.PULL, reference)
-        return replace(record, not_portable=refused, tries=len(earlier) + 1, store=got.store, received_bytes=got.received_bytes)
+        return replace(record, not_portable=refused, tries=len(earlier) + 1, store=got.store, received_bytes=got.received_bytes,
+                       tls_verify=tls_verify, credentials=access.auth_file if access and access.auth_json else "")
 
     def _load(self, host: Host, image_name: str) -> DeliveryRecord:
         image = self.image(image_name, self.arch_for(image_name, host.arch))

@@ -8,6 +8,7 @@ applicable on this path, never dropped.
 from __future__ import annotations
 
 import json
+import shlex
 
 from harness.config.model import ScenarioOptions
 from harness.results.model import ExecRecord
@@ -38,6 +39,14 @@ def pull(reference: str, tls_verify: bool, ca_file: str = "", user_file: str = "
     if not user_file:
         return [*argv, reference]
     return ["sh", "-c", 'f=$1; shift; exec "$@" --user "$(cat "$f")" "$0"', reference, user_file, *argv]
+
+
+def pull_by_hand(reference: str, tls_verify: bool, credentials: str) -> str:
+    """The pull into containerd's store as a person runs it: ctr asks for the password of --user."""
+    argv = pull(reference, tls_verify)
+    if not credentials:
+        return shlex.join(argv)
+    return f"{shlex.join([*argv[:-1], '--user', 'USER', argv[-1]])}  # USER and its password as in {credentials}"
 
 
 def load(archive: str) -> list[str]:

@@ -26,6 +26,9 @@ class Docker(Podman):
         # credentials of the config directory it is given to the daemon for this pull.
         return [*(["env", f"DOCKER_CONFIG={auth_dir}"] if auth_dir else []), "docker", "pull", reference]
 
+    def login(self, registry: str, tls_verify: bool) -> list[str]:
+        return ["docker", "login", registry]
+
     def remove(self, name: str) -> list[str]:
         return ["docker", "rm", "--force", name]
 

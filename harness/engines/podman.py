@@ -58,6 +58,10 @@ class Podman:
         auth = ["--authfile", f"{auth_dir}/{self.auth_name}"] if auth_dir else []
         return [self.binary, "pull", f"--tls-verify={str(tls_verify).lower()}", *auth, reference]
 
+    def login(self, registry: str, tls_verify: bool) -> list[str]:
+        """Logging in by hand (it asks for the user and password), where a pull needs credentials."""
+        return [self.binary, "login", f"--tls-verify={str(tls_verify).lower()}", registry]
+
     def platform(self, reference: str) -> list[str]:
         """Prints "ID OS/ARCH" of a pulled image."""
         return [self.binary, "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", reference]

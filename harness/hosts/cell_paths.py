@@ -180,7 +180,7 @@ class CriPath:
         if pod_unsupported(scenario, cri.unsupported):
             return EnginePath(self.guest).by_hand(delivery, scenario, name, timeout)
         asked = cri.cell(name, delivery.image_id, mount(scenario), scenario_command(scenario), scenario.options, timeout)
-        return [shlex.join(cri.pull(delivery.reference, False)), f"echo {shlex.quote(json.dumps(asked))} | {shlex.join(cri.RUN)}"]
+        return [cri.pull_by_hand(delivery.reference, delivery.tls_verify, delivery.credentials), f"echo {shlex.quote(json.dumps(asked))} | {shlex.join(cri.RUN)}"]
 
     def run(self, image_id: str, scenario: ScenarioSpec, name: str, timeout: float) -> ExecRecord:
         if why := pod_unsupported(scenario, cri.unsupported):

@@ -410,13 +410,20 @@ class LibvirtHost(Host):
         return result
 
     def _fetch(self, delivery: DeliveryRecord) -> list[str]:
-        """The command that puts the delivered image into a store: the delivery's own, or, for an
-        image found in the kept store, the pull from the run's registry that would have been run."""
-        return self.engine.pull(delivery.reference) if delivery.store == StoreUse.IN_STORE else list(delivery.command)
+        """The commands that put the delivered image into a store: the delivery's own; for an image
+        found in the kept store, the pull from the run's registry that would have been run; for a
+        pull that logged in, a login by hand (the per-pull credentials file is gone) and the pull."""
+        if delivery.store == StoreUse.IN_STORE:
+            return [shlex.join(self.engine.pull(delivery.reference))]
+        if not delivery.credentials:
+            return [shlex.join(delivery.command)]
+        registry = delivery.reference.partition("/")[0]
+        return [f"{shlex.join(self.engine.login(registry, delivery.tls_verify))}  # the credentials in {delivery.credentials}",
+                shlex.join(self.engine.pull(delivery.reference, delivery.tls_verify))]
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         path = path_for(self, self.spec.via, scenario)
-        return [shlex.join(self._fetch(delivery)), *path.by_hand(delivery, scenario, f"harness-{scenario.name}", self.timeout_for(scenario))]
+        return [*self._fetch(delivery), *path.by_hand(delivery, scenario, f"harness-{scenario.name}", self.timeout_for(scenario))]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         """The cell the way this host runs it (`hosts/cell_paths.py`)."""

@@ -1,18 +1,22 @@
 """Debian's `docker-registry` (the distribution registry, v2 API) served from the harness's cache.
 
 Plain HTTP on one port, no auth: it is the harness's own delivery point, like a lab's internal
-registry. The harness reuses a registry that already answers there and stops only its own (or
-one a killed run left serving loopback only, when this run's remote guests need every address).
+registry. The harness reuses a registry that already answers there, whichever run (of whichever
+cache) started it: each run using the port claims it, and the last one out stops it (or a later
+cleanup, when that one was killed). A registry a killed run left serving loopback only is replaced
+when this run's remote guests need every address.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from harness.daemon import DaemonError, start_daemon, stop_daemon, stop_orphaned_daemon
+from harness.daemon import DaemonError, start_daemon, stop_daemon, stop_orphaned_daemon, stop_recorded_daemon
+from harness.runs import claim, lives, release
 
 CONFIG = """version: 0.1
 log:
@@ -37,6 +41,28 @@ REGISTRY_PORT = 8008
 def registry_root(cache_root: Path, port: int = REGISTRY_PORT) -> Path:
     """Where the registry of a port keeps its storage, configuration, log and pid file."""
     return cache_root / ("registry" if port == REGISTRY_PORT else f"registry-{port}")
+
+
+def users_of(port: int) -> Path:
+    """Where the runs using the registry on a port claim it: one place for the machine, since a run
+    uses the registry answering on its port whoever started it, and its pid file is in that one's cache."""
+    return Path(tempfile.gettempdir()) / f"harness-registry-{port}"
+
+
+def port_of(root: Path) -> int | None:
+    """The port the registry kept at root was configured for (None: never configured there)."""
+    try:
+        config = (root / "config.yml").read_text()
+    except OSError:
+        return None
+    addr = next((line.split(":", 1)[1].strip() for line in config.splitlines() if line.strip().startswith("addr:")), "")
+    return int(addr.rsplit(":", 1)[1]) if ":" in addr else None
+
+
+def in_use(root: Path) -> bool:
+    """Whether a live run claims the registry kept at root (one of any cache may pull from it)."""
+    port = port_of(root)
+    return port is not None and lives(users_of(port))
 
 
 class RegistryError(Exception):
@@ -71,10 +97,16 @@ class RegistryServer:
     def pid_file(self) -> Path:
         return self.root / "registry.pid"
 
+    @property
+    def users(self) -> Path:
+        return users_of(int(self.addr.rsplit(":", 1)[1]))
+
     def start(self, timeout: float = 30.0) -> str:
-        """Serve (or find served) the registry; returns its URL. Raises RegistryError."""
+        """Serve (or find served) the registry, and claim it for this process; returns its URL.
+        Raises RegistryError."""
         if answers(self.url):
             if not self.listen_all or self._serves_every_address():
+                claim(self.users)
                 return self.url
             self._stop_loopback_only(timeout)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -92,6 +124,8 @@ class RegistryServer:
             )
         except DaemonError as exc:
             raise RegistryError(str(exc)) from None
+        claim(self.users)
+        (self.users / "pid-file").write_text(str(self.pid_file))
         return self.url
 
     def _serves_every_address(self) -> bool:
@@ -116,6 +150,17 @@ class RegistryServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        """Give up this process's claim; stop the registry only if no other live run claims it. The
+        last one out stops it whoever started it: the starter's pid file says which daemon it is."""
+        release(self.users)
+        if lives(self.users):
+            return
         if self.process is not None:
             stop_daemon(self.process, self.pid_file)
             self.process = None
+            return
+        try:
+            started_by = Path((self.users / "pid-file").read_text())
+        except OSError:
+            return
+        stop_recorded_daemon(started_by, "the registry")

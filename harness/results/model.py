@@ -205,6 +205,8 @@ class DeliveryRecord:
     received_bytes: int | None = None  # what the guest's network received during the pull
     # Set when this run did not deliver it (its cells reused): its figures are of the run that did.
     reused: str = ""
+    tls_verify: bool = False  # pulled over TLS with the certificate checked (a private registry's)
+    credentials: str = ""  # the matrix's credentials file, when the pull logged in: `command` names a per-pull copy, gone after it
 
     def __post_init__(self) -> None:
         self.method = DeliveryMethod(self.method)

@@ -105,6 +105,52 @@ def test_a_killed_runs_registry_is_stopped_by_the_next_cleanup(tmp_path, other_r
     assert not answers(f"http://{addr}")
 
 
+def _another_run(root: Path, addr: str) -> subprocess.Popen:
+    """Another harness process using the registry on addr (its cache at root): it starts (or finds)
+    it, and stops (gives it up) when told on stdin."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; from pathlib import Path; from harness.registry.server import RegistryServer; "
+         f"s = RegistryServer(Path({str(root)!r}), {addr!r}); s.start(); print('up', s.process is not None, flush=True); sys.stdin.readline(); s.stop()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert run.stdout.readline().split() == ["up", "False"], "the other run uses the registry the first started"
+    return run
+
+
+def test_a_registry_two_runs_share_is_stopped_by_the_last_one_out(tmp_path):
+    """Runs with different caches (bench/matrix_time.py's state directories) on one machine share the
+    registry on the port: the one that started it must not stop it under the other's pulls."""
+    addr = f"127.0.0.1:{free_port()}"
+    first = RegistryServer(tmp_path / "a" / "registry", addr)
+    first.start()
+    second = _another_run(tmp_path / "b" / "registry", addr)
+    try:
+        first.stop()
+        assert answers(f"http://{addr}"), "the first run stopped the registry the second still pulls from"
+    finally:
+        second.communicate("\n", timeout=30)
+    assert not answers(f"http://{addr}"), "the last run out leaves the registry serving"
+
+
+def test_a_registry_a_killed_run_left_is_not_stopped_by_cleanup_while_another_run_pulls_from_it(tmp_path):
+    import signal
+
+    from harness.cleanup import cleanup
+
+    addr = f"127.0.0.1:{free_port()}"
+    starter = _registry_of_another_harness(tmp_path / "a" / "registry", addr)
+    user = RegistryServer(tmp_path / "b" / "registry", addr)
+    try:
+        user.start()
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+        assert not cleanup([], tmp_path / "a").services and answers(f"http://{addr}")
+    finally:
+        starter.kill()
+        user.stop()
+    assert not answers(f"http://{addr}"), "the last run out stops the registry whose starter is gone"
+
+
 def test_an_image_given_by_reference_is_described_by_its_registry(registry, pushed):
     from harness.registry.inspect import describe
 

@@ -96,6 +96,11 @@ def test_the_host_pulls_it_with_the_matrix_credentials_and_ca_which_no_report_sh
     delivery = data["deliveries"]["bookworm-amd64/vendor-app"]
     assert delivery["image_id"] == build.image_id and delivery["reference"] == f"10.0.2.2:{host.split(':')[1]}/vendor/app:1"
     assert "--authfile" in delivery["command"] and "--tls-verify=true" in delivery["command"], delivery
+    # By hand: a login (the per-pull auth file the harness used is gone) and the same pull.
+    login, pull = cell["reproduce"][:2]
+    guest_host = delivery["reference"].partition("/")[0]
+    assert login == f"podman login --tls-verify=true {guest_host}  # the credentials in {directory / 'auth.json'}", cell["reproduce"]
+    assert pull == f"podman pull --tls-verify=true {delivery['reference']}", cell["reproduce"]
     facts = data["images"]["vendor-app"]["builds"]["amd64"]
     assert facts["manifest_digest"] == pushed.manifest_digest and data["images"]["vendor-app"]["facts_error"] == ""
     token = base64.b64encode(f"qe:{PASSWORD}".encode()).decode()

@@ -65,3 +65,20 @@ def test_the_cri_protos_gogo_options_are_dropped_and_nothing_else():
              'message A { string b = 1 [(gogoproto.customname) = "B", (gogoproto.nullable) = false]; int64 c = 2; }\n')
     assert without_gogo(proto) == ('syntax = "proto3";\npackage runtime.v1;\n\noption go_package = "k8s.io/cri-api/pkg/apis/runtime/v1";\n'
                                    'message A { string b = 1; int64 c = 2; }\n')
+
+
+def test_a_private_registrys_pull_by_hand_keeps_tls_and_asks_for_the_credentials_whose_per_pull_file_is_gone():
+    from pathlib import Path
+
+    from harness.config.model import ScenarioSpec
+    from harness.hosts.cell_paths import CriPath
+    from harness.results.model import DeliveryMethod, DeliveryRecord
+
+    scenario = ScenarioSpec("s", Path("s"), Path("s/run"), "p", None)
+    ran = ["sh", "-c", "...", "10.0.2.2:5000/vendor/app:1", "/run/harness-auth/0123/user", "ctr"]
+    private = DeliveryRecord("h", "app", "sha256:ab", True, 1.0, ran, method=DeliveryMethod.PULL, reference="10.0.2.2:5000/vendor/app:1",
+                             tls_verify=True, credentials="/qe/auth.json")
+    pull, _ = CriPath(guest=None).by_hand(private, scenario, "n", 60.0)
+    assert pull == "ctr --namespace k8s.io images pull --user USER 10.0.2.2:5000/vendor/app:1  # USER and its password as in /qe/auth.json"
+    ours = DeliveryRecord("h", "app", "sha256:ab", True, 1.0, [], method=DeliveryMethod.PULL, reference="10.0.2.2:8008/harness/app:x")
+    assert CriPath(guest=None).by_hand(ours, scenario, "n", 60.0)[0] == "ctr --namespace k8s.io images pull --plain-http 10.0.2.2:8008/harness/app:x"

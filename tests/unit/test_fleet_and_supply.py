@@ -169,6 +169,38 @@ def test_a_failed_build_is_remembered_per_architecture(matrix, run):
     assert supply.image("base", "amd64").arch == "amd64" and calls == ["arm64", "amd64"]
 
 
+def test_a_host_of_no_architecture_of_the_image_learns_it_is_not_portable_though_the_selected_build_failed(tmp_path, repo_root, run, monkeypatch):
+    """Chunk D of the default matrix: an arm64 and a ppc64el host, an image for amd64 and arm64 whose
+    arm64 build fails (the mirror). The ppc64el host must still get an index to pull from (its pull
+    says the image has no ppc64el), not the arm64 build's failure, nor a harness crash (KeyError)."""
+    (tmp_path / "scenarios").symlink_to(repo_root / "scenarios")
+    (tmp_path / "vms").symlink_to(repo_root / "vms")
+    matrix = load_matrix(write_matrix(tmp_path, """
+version: 1
+hosts:
+  - {name: arm, release: bookworm, arch: arm64, engine: podman}
+  - {name: ppc, release: bookworm, arch: ppc64el, engine: podman}
+images:
+  - {name: old, release: bookworm, arches: [amd64, arm64]}
+scenarios: [useradd]
+"""))
+
+    def failing(spec, arch, *args):
+        if arch == "arm64":
+            from harness.mmdebstrap import BuildError
+
+            raise BuildError(f"image {spec.name} for arm64: libc6 404")
+        return stub_build(spec, arch, *args)
+
+    monkeypatch.setattr(supply_module, "publish", lambda url, name, builds, index: Publication(f"harness/{name}", "c-0", "sha256:0", tuple(sorted(builds))))
+    supply = ImageSupply(matrix, run, build=failing)
+    supply.select("arm", "old")
+    supply.select("ppc", "old")
+    assert supply.publication("old", "ppc64el").arches == ("amd64",)
+    with pytest.raises(SupplyError, match="for arm64: libc6 404"):
+        supply.publication("old", "arm64")
+
+
 def pulled(matrix, run, answers):
     """A stub host that pulls, answering `answers` in turn, and what the supply recorded."""
     from tests.stub_host import StubHost

@@ -91,6 +91,22 @@ def test_resume_keeps_finished_cells_and_runs_the_errors_again(pytester, matrix,
     assert second["cells"]["h2/img/ok"]["outcome"] == "pass" and not second["hosts"]["h2"]["error"]
 
 
+def test_a_harness_error_in_a_cell_is_recorded_as_the_harnesss_own_not_lost(pytester, matrix, tmp_path):
+    """A bug in the harness (here a KeyError while a host starts) is that cell's error, said to be the
+    harness's: the cell is in results.json like every other, not only in pytest's output."""
+    def crash(name):
+        if name == "h2":
+            raise KeyError(("img", "amd64"))
+
+    StubKind.before = staticmethod(crash)
+    result, data = run(pytester, matrix, tmp_path / "reports")
+    result.assert_outcomes(passed=1, failed=1, errors=2)
+    assert sorted(data["cells"]) == ["h1/img/ok", "h1/img/ok-fails", "h2/img/ok", "h2/img/ok-fails"]
+    cell = data["cells"]["h2/img/ok"]
+    assert cell["outcome"] == "error" and cell["message"].startswith("harness error: KeyError: ('img', 'amd64')"), cell["message"]
+    assert "not the image's" in cell["message"]
+
+
 def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester, matrix, tmp_path):
     run(pytester, matrix, tmp_path / "first")
     StubKind.hosts = []
