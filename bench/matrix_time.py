@@ -32,6 +32,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,25 @@ def run(matrix: str, reports: Path, workers: str, extra: list[str], alive: Calla
     except OSError:
         raise SystemExit(f"the run left no results:\n{output[-6000:]}") from None
     return seconds, results, output[-2000:]
+
+
+def collected(matrix: str, selection: list[str]) -> int:
+    """How many cells the run selects (`harness run --collect-only`), to hold the recorded ones
+    against: a cell the harness failed to record would otherwise just be missing from the figures."""
+    with tempfile.TemporaryDirectory(prefix="matrix-time-collect-") as tmp:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "run", matrix, "--reports", tmp, "--workers", "1", "--collect-only", "-q", *selection],
+                              capture_output=True, text=True)
+    found = re.search(r"(\d+)(?:/\d+)? tests? collected", done.stdout)
+    if found is None:
+        raise SystemExit(f"matrix_time: could not count the cells of {matrix}:\n{(done.stdout + done.stderr)[-2000:]}")
+    return int(found.group(1))
+
+
+def unrecorded(fig: dict, expected: int) -> str:
+    """What the record must say when the run recorded another number of cells than it selected."""
+    if fig["cells"] == expected:
+        return ""
+    return f"{fig['cells']} cells recorded of the {expected} selected: {abs(expected - fig['cells'])} {'missing' if fig['cells'] < expected else 'more'}"
 
 
 def figures(results: dict, seconds: float, hosts: set[str] | None) -> dict:
@@ -183,7 +203,9 @@ def chunk(args: argparse.Namespace) -> None:
                          f"({earlier[-1]['harness']}, now {harness_tree()}): every cell's key has the harness's digest in it, "
                          "so a --reuse pass would reuse nothing; run --pass warm again first")
     reports = state / args.pass_
-    extra = [f"--cache-dir={state / 'cache'}", "--resume", "-k", hosts_expression(args.hosts, every), *(["--reuse"] if args.pass_ == "reuse" else []), *args.pytest_args]
+    selection = ["-k", hosts_expression(args.hosts, every), *args.pytest_args]
+    expected = collected(args.matrix, selection)
+    extra = [f"--cache-dir={state / 'cache'}", "--resume", *(["--reuse"] if args.pass_ == "reuse" else []), *selection]
     started, code = datetime.now(timezone.utc).isoformat(timespec="seconds"), commit()  # HEAD may move while a pass runs
     sittings = [*(unfinished or {}).get("sittings", []), {"started": started, "commit": code, "seconds": 0.0}]
 
@@ -199,6 +221,9 @@ def chunk(args: argparse.Namespace) -> None:
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
     note = args.note
+    if missing := unrecorded(fig, expected):
+        note += f"{'; ' if note else ''}{missing}"
+        print(f"matrix_time: {missing}", file=sys.stderr)
     if harness_tree() != tree:
         note += f"{'; ' if note else ''}harness/ changed while this pass ran ({tree} -> {harness_tree()}): a --reuse pass after it reuses nothing"
         print(f"matrix_time: harness/ changed while this pass ran ({tree} -> {harness_tree()}): a --reuse pass after it would reuse none of its cells", file=sys.stderr)
@@ -245,8 +270,10 @@ def whole(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="matrix-time-") as tmp:
         extra = [f"--cache-dir={Path(tmp) / 'cache'}"] if args.cold else []
         seconds, results, _ = run(args.matrix, Path(tmp) / "reports", args.workers, [*extra, *args.pytest_args])
-    show(f"{'cold' if args.cold else 'warm'} run of {args.matrix} {' '.join(args.pytest_args)} with --workers {args.workers}",
-         figures(results, seconds, None))
+    fig = figures(results, seconds, None)
+    show(f"{'cold' if args.cold else 'warm'} run of {args.matrix} {' '.join(args.pytest_args)} with --workers {args.workers}", fig)
+    if missing := unrecorded(fig, collected(args.matrix, args.pytest_args)):
+        print(f"matrix_time: {missing}", file=sys.stderr)
 
 
 def main() -> int:

@@ -473,7 +473,10 @@ class ResultsRecorder:
             node.workerinput[REGISTRY_INPUT] = self.config.stash[REGISTRY_KEY]
 
     def _start_registry(self) -> None:
-        """The run's registry, started here so that every xdist worker (spawned after this) finds it."""
+        """The run's registry, started here so that every xdist worker (spawned after this) finds it;
+        none for a run that only counts its cells (--collect-only)."""
+        if self.config.option.collectonly:
+            return
         self.registry = run_registry(self.matrix, _cache_root(self.config), _pool(self.config, self.matrix))
         if self.registry is None:
             return

@@ -31,3 +31,21 @@ def test_harness_run_loads_no_other_installed_pytest_plugin(tmp_path, repo_root,
     cells = json.loads((reports / "results.json").read_text())["cells"] if (reports / "results.json").exists() else {}
     assert len(cells) == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not loaded.exists(), f"harness run loaded an installed pytest plugin ({loaded.read_text().count('loaded')} process(es))"
+
+
+def test_counting_the_cells_with_collect_only_starts_no_registry(tmp_path, repo_root):
+    """bench/matrix_time.py counts a chunk's cells with --collect-only, beside a run that serves the
+    registry: the count must neither start one nor claim the running one."""
+    from harness.registry.server import registry_root
+    from tests.conftest import free_port
+
+    matrix = generate(tmp_path / "m", 1, 1, 2)
+    port = free_port()
+    matrix.write_text(matrix.read_text() + f"registry_port: {port}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(matrix), "--reports", str(tmp_path / "reports"), "--workers", "1",
+         f"--cache-dir={tmp_path / 'cache'}", "--collect-only", "-q"],
+        capture_output=True, text=True, timeout=300, cwd=repo_root,
+    )
+    assert "2 tests collected" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not registry_root(tmp_path / "cache", port).exists(), "a --collect-only run started the registry"
