@@ -410,20 +410,22 @@ class LibvirtHost(Host):
         return result
 
     def _fetch(self, delivery: DeliveryRecord) -> list[str]:
-        """The commands that put the delivered image into a store: the delivery's own; for an image
-        found in the kept store, the pull from the run's registry that would have been run; for a
-        pull that logged in, a login by hand (the per-pull credentials file is gone) and the pull."""
-        if delivery.store == StoreUse.IN_STORE:
-            return [shlex.join(self.engine.pull(delivery.reference))]
+        """The command that puts the delivered image into a store: the delivery's own, or, for an
+        image found in the kept store, the pull from the run's registry that would have been run."""
+        return self.engine.pull(delivery.reference) if delivery.store == StoreUse.IN_STORE else list(delivery.command)
+
+    def _fetch_by_hand(self, delivery: DeliveryRecord) -> list[str]:
+        """`_fetch` as the lines a person runs: a pull that logged in is a login by hand (the per-pull
+        credentials file its command named is gone) and the pull, with the TLS the harness used."""
         if not delivery.credentials:
-            return [shlex.join(delivery.command)]
+            return [shlex.join(self._fetch(delivery))]
         registry = delivery.reference.partition("/")[0]
         return [f"{shlex.join(self.engine.login(registry, delivery.tls_verify))}  # the credentials in {delivery.credentials}",
                 shlex.join(self.engine.pull(delivery.reference, delivery.tls_verify))]
 
     def reproduce(self, delivery: DeliveryRecord, scenario: ScenarioSpec) -> list[str]:
         path = path_for(self, self.spec.via, scenario)
-        return [*self._fetch(delivery), *path.by_hand(delivery, scenario, f"harness-{scenario.name}", self.timeout_for(scenario))]
+        return [*self._fetch_by_hand(delivery), *path.by_hand(delivery, scenario, f"harness-{scenario.name}", self.timeout_for(scenario))]
 
     def run_scenario(self, image_id: str, scenario: ScenarioSpec, timeout: float) -> ExecRecord:
         """The cell the way this host runs it (`hosts/cell_paths.py`)."""
@@ -465,7 +467,7 @@ class LibvirtHost(Host):
         """The delivery's own command (a pull from the run's registry, or a load from the delivery
         disk) run again as the unprivileged user, once per image; credentials of a private
         registry reach root's pulls only, so such an image is not offered to that user."""
-        if "--authfile" in delivery.command or not delivery.command:
+        if delivery.credentials or not delivery.command:
             return ExecRecord(delivery.command, 1, "", "an image pulled with credentials is not pulled for the unprivileged user", 0.0)
         if delivery.image_id in self._rootless_images:
             return ExecRecord(delivery.command, 0, "", "", 0.0)
