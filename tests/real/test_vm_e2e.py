@@ -12,14 +12,19 @@ import sys
 import pytest
 
 from harness.cache import default_root
-from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, run_harness, write_matrix
+from harness.registry.server import registry_root
+from tests.conftest import BOOKWORM_IMAGE, add_scenario, free_port, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 RUN_ID = f"e2e-{os.getpid()}"
 
+# A registry of this module's own: its log holds this run's pulls alone, whatever else runs on the
+# machine (another run on the default port would serve this one from its own storage and log).
+PORT = free_port()
 # Same host recipe as the default matrix's bookworm-amd64, so the build cache serves both.
 MATRIX = f"""
 version: 1
+registry_port: {PORT}
 hosts:
   - name: bookworm-amd64
     release: bookworm
@@ -38,13 +43,12 @@ scenarios:
 """
 
 
-REGISTRY_LOG = default_root() / "registry" / "registry.log"
+REGISTRY_LOG = registry_root(default_root(), PORT) / "registry.log"
 
 
 @pytest.fixture(scope="module")
 def log_before() -> int:
-    """Where the machine's registry log stood before this module's run: what earlier runs on the
-    machine (`tox -e matrix`, other tests) left in it is not this run's."""
+    """Where the registry's log stood before this module's run (a port used before keeps its log)."""
     return REGISTRY_LOG.stat().st_size if REGISTRY_LOG.exists() else 0
 
 

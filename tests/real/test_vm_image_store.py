@@ -11,14 +11,19 @@ import re
 import pytest
 
 from harness.cache import default_root
-from tests.conftest import BOOKWORM_IMAGE, project_copy, run_harness, write_matrix
+from harness.registry.server import registry_root
+from tests.conftest import BOOKWORM_IMAGE, free_port, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
 
-REGISTRY_LOG = default_root() / "registry" / "registry.log"
-HOSTS = """version: 1
+# A registry of this module's own: its log's window is these runs' alone, whatever else runs on
+# the machine (another run on the default port would serve them from its own storage and log).
+PORT = free_port()
+REGISTRY_LOG = registry_root(default_root(), PORT) / "registry.log"
+HOSTS = f"""version: 1
+registry_port: {PORT}
 hosts:
-  - {name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}
+  - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
 images:"""
 APP = "  - {name: bookworm-python3, base: debian-bookworm, packages: [python3]}\n"
 
@@ -29,7 +34,7 @@ def log_size() -> int:
 
 def log_since(offset: int) -> str:
     """The engines' requests in the registry's log since `offset` (the harness's own publishing
-    client, Python-urllib, reads manifests back too). Tests run one at a time: the window is this run's."""
+    client, Python-urllib, reads manifests back too). The registry is this module's: the window is this run's."""
     with REGISTRY_LOG.open(errors="replace") as fh:
         fh.seek(offset)
         return "".join(line for line in fh if '"containers/' in line or '"docker/' in line)
