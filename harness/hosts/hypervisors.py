@@ -191,18 +191,29 @@ class HypervisorPool:
         return self.slots_dir / f"{name}.lost"
 
     def hypervisors(self) -> list[Hypervisor]:
-        """Every hypervisor that answers (connected once per process) and was not lost during the
-        run (by any worker); the others are remembered with why."""
+        """Every hypervisor that answers (connected once per process, again when its connection
+        died: a restarted libvirtd) and was not lost during the run (by any worker); the others
+        are remembered with why."""
         for spec in self.specs:
             if spec.name not in self._unreachable and self._lost_file(spec.name).exists():
-                self.forget(spec.name, self._lost_file(spec.name).read_text().strip())
-            if spec.name in self._connected or spec.name in self._unreachable:
+                self._lose(spec.name, self._lost_file(spec.name).read_text().strip())
+            if spec.name in self._unreachable:
+                continue
+            if spec.name in self._connected and self._connected[spec.name].answers():
                 continue
             try:
-                self._connected[spec.name] = Hypervisor(spec, self.connect(spec.uri))
+                self._reconnect(spec)
             except HostError as exc:
                 self._unreachable[spec.name] = str(exc)
         return [self._connected[s.name] for s in self.specs if s.name in self._connected]
+
+    def _reconnect(self, spec: HypervisorSpec) -> None:
+        """A new connection to the hypervisor (HostError if it does not answer one); a dead one it
+        replaces is closed at the end, since hosts started on it still hold it."""
+        conn = self.connect(spec.uri)
+        if dead := self._connected.pop(spec.name, None):
+            self._lost.append(dead)
+        self._connected[spec.name] = Hypervisor(spec, conn)
 
     def _candidates(self, host: str, qemu_arch: str) -> list[Hypervisor]:
         able = [h for h in self.hypervisors() if h.runs(qemu_arch)]
@@ -252,7 +263,18 @@ class HypervisorPool:
             time.sleep(2)
 
     def forget(self, name: str, why: str) -> None:
-        """Take a hypervisor that stopped answering out of the pool, for every worker of the run."""
+        """Take a hypervisor that stopped answering out of the pool, for every worker of the run,
+        unless it answers a new connection (its libvirtd was restarted): then it serves on."""
+        spec = next(s for s in self.specs if s.name == name)
+        try:
+            self._reconnect(spec)
+        except HostError:
+            self._lose(name, why)
+            return
+        if not self._connected[name].answers():
+            self._lose(name, why)
+
+    def _lose(self, name: str, why: str) -> None:
         self.slots_dir.mkdir(parents=True, exist_ok=True)
         if not self._lost_file(name).exists():
             self._lost_file(name).write_text(why + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from harness.config.model import HypervisorSpec
 from tests.conftest import BOOKWORM_IMAGE, add_scenario, project_copy, write_matrix
 
 pytestmark = pytest.mark.vm
@@ -134,3 +135,27 @@ def test_no_domain_of_the_run_is_left(faulty_run):
     # With libvirtd killed, the run could not destroy its last domain itself: `harness cleanup` (run by
     # the fixture after libvirtd was back) destroyed it, unless libvirtd's restart already reaped it.
     assert cleaned.startswith(("destroyed", "removed", "nothing left over")), cleaned
+
+
+def test_hosts_placed_after_libvirtd_was_restarted_get_a_new_connection(tmp_path):
+    """The real libvirtd killed and started again under a pool: the next placement must not use the
+    dead connection (a whole-matrix run placed its later hosts over it, and every call said "client
+    socket is closed")."""
+    from harness.hosts.hypervisors import HypervisorPool
+    from harness.hosts.libvirt import connect
+
+    pool = HypervisorPool((HypervisorSpec("qemu:///system"),), tmp_path / "slots", 1024, 1, connect)
+    first = pool.place("h1", "x86_64")
+    assert first.hypervisor.answers()
+    first.release()
+    try:
+        subprocess.run(["pkill", "-KILL", "-x", "libvirtd"], check=True)
+        time.sleep(1)
+    finally:
+        libvirtd_up()
+    assert not first.hypervisor.answers(), "the old connection died with its libvirtd"
+    second = pool.place("h2", "x86_64")
+    assert second.hypervisor.answers() and second.hypervisor.conn.getLibVersion() > 0
+    assert not (tmp_path / "slots" / f"{second.hypervisor.name}.lost").exists()
+    second.release()
+    pool.close()

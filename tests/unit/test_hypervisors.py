@@ -34,7 +34,18 @@ class FakeNode:
         return f"<capabilities><host><cpu><arch>{self.native}</arch></cpu></host>{arches}</capabilities>"
 
     def getInfo(self) -> list:
+        self.getLibVersion()  # raises on a dead connection, as libvirt does
         return [self.native, self.memory_mib, self.cpus, 2000, 1, 1, self.cpus, 1]
+
+    alive = True  # False: the connection died (its libvirtd was killed or restarted)
+
+    def isAlive(self) -> int:
+        return int(self.alive)
+
+    def getLibVersion(self) -> int:
+        if not self.alive:
+            raise libvirt.libvirtError("internal error: client socket is closed")
+        return 9000000
 
     def close(self) -> None:
         pass
@@ -106,13 +117,43 @@ def test_a_lost_hypervisor_leaves_the_pool_of_every_worker(tmp_path):
     pool, other_worker = pool_of(tmp_path, nodes, slots={"a": 1, "b": 1}), pool_of(tmp_path, nodes, slots={"a": 1, "b": 1})
     slot = pool.place("h1", "x86_64")
     lost = slot.hypervisor.name
+    nodes[lost].alive, down = False, nodes[lost]
+    nodes[lost] = None  # no new connection either
     pool.forget(lost, "host h1: guest agent gone (hypervisor a stopped answering)")
+    nodes[lost] = down
     slot.release()
     assert [h.name for h in other_worker.hypervisors()] == [n for n in nodes if n != lost]
     assert other_worker.place("h2", "x86_64").hypervisor.name != lost
-    pool.forget({"a": "b", "b": "a"}[lost], "gone too")
+    other = {"a": "b", "b": "a"}[lost]
+    nodes[other].alive = False
+    pool.forget(other, "gone too")
     with pytest.raises(HostError, match="no hypervisor of the pool can run it: .*lost during the run: gone too"):
         pool.place("h3", "x86_64")
+
+
+def test_a_hypervisor_whose_libvirtd_restarted_is_connected_again_not_lost(tmp_path):
+    """A libvirtd restarted under a run (an upgrade, or one killed and started again) leaves the run's
+    connection dead: the next host is placed over a new connection, not failed with the closed one's
+    libvirtError (a whole-matrix run lost 932 cells that way to a test that killed libvirtd)."""
+    nodes = {"local": FakeNode("x86_64", ("x86_64",))}
+    pool = pool_of(tmp_path, nodes)
+    first = pool.place("h1", "x86_64")
+    first.release()
+    nodes["local"].alive = False  # the run's connection died with the old libvirtd
+    nodes["local"] = FakeNode("x86_64", ("x86_64",))  # the restarted one answers a new connection
+    second = pool.place("h2", "x86_64")
+    assert second.hypervisor.conn is nodes["local"] and second.vcpus == 2
+    assert not (tmp_path / "slots" / "local.lost").exists()
+
+
+def test_a_hypervisor_forgotten_by_a_host_is_kept_if_it_answers_a_new_connection(tmp_path):
+    nodes = {"local": FakeNode("x86_64", ("x86_64",))}
+    pool = pool_of(tmp_path, nodes)
+    pool.place("h1", "x86_64").release()
+    nodes["local"].alive = False
+    nodes["local"] = FakeNode("x86_64", ("x86_64",))
+    pool.forget("local", "host h1: guest agent gone (hypervisor local stopped answering)")
+    assert [h.name for h in pool.hypervisors()] == ["local"] and pool.hypervisors()[0].conn is nodes["local"]
 
 
 def test_a_hypervisor_answers_until_its_connection_closes():
