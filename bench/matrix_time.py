@@ -243,8 +243,18 @@ def utilisation(chunk: dict) -> float:
     return chunk["busy_seconds"] / (chunk["cores"] * max(chunk["wall_seconds"], 1))
 
 
+def totals(records: list[dict]) -> str:
+    """Wall time, cells and outcomes of these records added up."""
+    wall, cells = sum(c["wall_seconds"] for c in records), sum(c["cells"] for c in records)
+    outcomes = collections.Counter()
+    for c in records:
+        outcomes.update(c["outcomes"])
+    return f"{wall:.0f} s ({wall / 3600:.2f} h), {cells} cells ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})"
+
+
 def summary(args: argparse.Namespace) -> None:
-    """Every chunk so far, each pass's totals, and the hosts no chunk of a pass has run."""
+    """Every chunk so far, each pass's totals, and the hosts no chunk of a pass has run; a pass
+    of the whole matrix at once is shown apart, not added to the chunks'."""
     every = matrix_hosts(args.matrix)
     log = Path(args.record)
     chunks = json.loads(log.read_text()) if log.exists() else []
@@ -256,13 +266,13 @@ def summary(args: argparse.Namespace) -> None:
         for c in mine:
             print(f"  {c['started']}  {c['wall_seconds']:6.0f} s  {c['cells']:5} cells  utilisation "
                   f"{utilisation(c):.2f}  {' '.join(c['hosts'])}" + (f"  ({c['note']})" if c.get("note") else ""))
-        wall, cells = sum(c["wall_seconds"] for c in mine), sum(c["cells"] for c in mine)
-        outcomes = collections.Counter()
-        for c in mine:
-            outcomes.update(c["outcomes"])
-        left = [h for h in every if not any(h in c["hosts"] for c in mine)]
-        print(f"  total: {wall:.0f} s ({wall / 3600:.2f} h), {cells} cells ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})"
-              + (f"; not run yet: {', '.join(left)}" if left else "; every host of the matrix"))
+        whole_matrix = [c for c in mine if set(c["hosts"]) == set(every)]
+        parts = [c for c in mine if c not in whole_matrix]
+        if parts:
+            left = [h for h in every if not any(h in c["hosts"] for c in parts)]
+            print(f"  total: {totals(parts)}" + (f"; not run yet: {', '.join(left)}" if left else "; every host of the matrix"))
+        for c in whole_matrix:
+            print(f"  the whole matrix in one pass: {totals([c])}")
 
 
 def whole(args: argparse.Namespace) -> None:

@@ -12,3 +12,20 @@ def test_a_chunk_that_recorded_fewer_cells_than_it_selected_says_how_many_are_mi
     assert collected(str(matrix), ["-k", hosts_expression(["host-000"], ["host-000", "host-001"])]) == 3
     assert unrecorded({"cells": 2}, 3) == "2 cells recorded of the 3 selected: 1 missing"
     assert unrecorded({"cells": 3}, 3) == ""
+
+
+def test_the_summary_adds_up_chunks_and_shows_a_whole_matrix_pass_apart(tmp_path, capsys):
+    import argparse
+    import json
+
+    from bench.matrix_time import summary
+
+    matrix = generate(tmp_path / "m", 2, 1, 3)
+    record = tmp_path / "record.json"
+    chunk = {"pass": "cold", "started": "t", "wall_seconds": 100.0, "cells": 3, "outcomes": {"pass": 3}, "busy_seconds": 0, "cores": 2}
+    record.write_text(json.dumps([{**chunk, "hosts": ["host-000"]}, {**chunk, "hosts": ["host-001"]},
+                                  {**chunk, "hosts": ["host-000", "host-001"], "wall_seconds": 150.0, "cells": 6, "outcomes": {"pass": 6}}]))
+    summary(argparse.Namespace(matrix=str(matrix), record=str(record)))
+    out = capsys.readouterr().out
+    assert "total: 200 s (0.06 h), 6 cells (pass 6); every host of the matrix" in out, out
+    assert "the whole matrix in one pass: 150 s (0.04 h), 6 cells (pass 6)" in out, out
