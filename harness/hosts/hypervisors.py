@@ -172,6 +172,9 @@ class HypervisorPool:
     memory_mib: int  # the largest host's memory and vCPUs (None: chosen here): what one slot must hold
     vcpus: int | None
     connect: Callable[[str], libvirt.virConnect]
+    # How long a hypervisor whose connection died is given to answer a new one before it is lost:
+    # a libvirtd restarting (a crash and restart, an upgrade) takes a second or two.
+    reconnect_within: float = 15.0
     _connected: dict[str, Hypervisor] = field(default_factory=dict)
     _unreachable: dict[str, str] = field(default_factory=dict)
     _lost: list[Hypervisor] = field(default_factory=list)
@@ -266,13 +269,18 @@ class HypervisorPool:
         """Take a hypervisor that stopped answering out of the pool, for every worker of the run,
         unless it answers a new connection (its libvirtd was restarted): then it serves on."""
         spec = next(s for s in self.specs if s.name == name)
-        try:
-            self._reconnect(spec)
-        except HostError:
-            self._lose(name, why)
-            return
-        if not self._connected[name].answers():
-            self._lose(name, why)
+        deadline = time.monotonic() + self.reconnect_within
+        while True:
+            try:
+                self._reconnect(spec)
+                if self._connected[name].answers():
+                    return
+            except HostError:
+                pass
+            if time.monotonic() >= deadline:
+                self._lose(name, why)
+                return
+            time.sleep(1)
 
     def _lose(self, name: str, why: str) -> None:
         self.slots_dir.mkdir(parents=True, exist_ok=True)

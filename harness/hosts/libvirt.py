@@ -164,7 +164,7 @@ class LibvirtHost(Host):
     def _domain_spec(self, accel: str, boot: Boot, disks: tuple[Disk, ...]) -> DomainSpec:
         platform = PLATFORMS[self.spec.arch]
         return DomainSpec(
-            name=f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}",
+            name=self.domain_name,
             run_id=self.run_id,
             host=self.spec.name,
             accel=accel,
@@ -182,8 +182,13 @@ class LibvirtHost(Host):
             nvram=boot.nvram,
         )
 
+    @property
+    def domain_name(self) -> str:
+        return f"{DOMAIN_PREFIX}{self.run_id}-{self.spec.name}"
+
     def start(self, images: list[ImageBuild], scenarios: list[ScenarioSpec], plain_http: list[str]) -> None:
         self.plain_http = plain_http
+        self._destroy_leftover()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
         files = self._engine_files(plain_http) | ({host_side.SCRIPT: host_side.TEXT} if any(s.mode == "host" for s in scenarios) else {})
@@ -504,6 +509,17 @@ class LibvirtHost(Host):
             return "gone"
 
     # -- teardown -------------------------------------------------------------------------------
+    def _destroy_leftover(self) -> None:
+        """This run's own domain of this host, left running when the host was lost with a connection
+        that died (libvirtd restarted: QEMU ran on, and the new libvirtd took it over): destroyed
+        before the host starts again in its place."""
+        try:
+            leftover = self.conn.lookupByName(self.domain_name)
+            if leftover.isActive():
+                leftover.destroy()
+        except libvirt.libvirtError:
+            pass  # none: the usual case
+
     def _destroy(self) -> None:
         if self.domain is not None:
             try:

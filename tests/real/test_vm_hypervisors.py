@@ -133,3 +133,53 @@ def test_a_host_whose_hypervisor_crashes_moves_and_its_cells_still_run(tmp_path)
         assert not [d.name() for d in conn.listAllDomains() if f"loss-{os.getpid()}" in d.name()]
     finally:
         conn.close()
+
+
+RESTART_MATRIX = """
+version: 1
+retries: 0
+hypervisors:
+  - {{uri: "{node}", name: node, slots: 1}}
+hosts:
+  - {{name: bookworm-amd64, release: bookworm, arch: amd64, engine: podman, runtime: crun}}
+images:{image}
+scenarios: [useradd, threads, locale]
+"""
+
+
+def _restart_libvirtd_at_second_cell(progress: Path, directory: Path, finished: threading.Event) -> None:
+    while not finished.wait(0.5):
+        events = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
+        if any(e["phase"] == "scenario" and e["step"] >= 2 for e in events):
+            subprocess.run([str(NODE_SCRIPT), "restart-libvirtd", str(directory)], check=True)
+            return
+
+
+def test_a_host_whose_libvirtd_restarts_starts_again_there_and_its_cells_still_run(tmp_path):
+    """The only hypervisor's libvirtd is killed and started again under a cell (a crash, or an
+    upgrade's restart): the run's connection dies, a new one answers, so the host starts again on the
+    same hypervisor, in place of its old domain, which QEMU kept running under the new libvirtd."""
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    uri = subprocess.run([str(NODE_SCRIPT), "start", str(node_dir), str(free_port())], capture_output=True, text=True, check=True).stdout.strip()
+    project_copy(tmp_path)
+    write_matrix(tmp_path, RESTART_MATRIX.format(node=uri, image=BOOKWORM_IMAGE))
+    finished = threading.Event()
+    restarter = threading.Thread(target=_restart_libvirtd_at_second_cell, args=(tmp_path / "reports" / "progress.jsonl", node_dir, finished))
+    restarter.start()
+    try:
+        proc, reports = run_harness(tmp_path, f"restart-{os.getpid()}")
+        conn = libvirt.open(uri)
+        try:
+            left = [d.name() for d in conn.listAllDomains() if d.isActive()]
+        finally:
+            conn.close()
+    finally:
+        finished.set()
+        restarter.join()
+        subprocess.run([str(NODE_SCRIPT), "crash", str(node_dir)], check=False)
+    data = json.loads((reports / "results.json").read_text())
+    assert proc.returncode == 0 and "3 passed" in proc.stdout, {k: (c["outcome"], c["message"][:300]) for k, c in data["cells"].items()}
+    host = data["hosts"]["bookworm-amd64"]
+    assert host["hypervisor"] == "node" and host["health"] == "ok" and "hypervisor node stopped answering" in host["moved"], host
+    assert left == [], left

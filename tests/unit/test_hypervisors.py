@@ -61,7 +61,7 @@ def pool_of(tmp_path, nodes: dict[str, FakeNode | None], slots: dict[str, int] |
             raise HostError(f"cannot connect to libvirt at {uri}: no route to host")
         return node
 
-    return HypervisorPool(specs, tmp_path / "slots", 1536, 2, connect)
+    return HypervisorPool(specs, tmp_path / "slots", 1536, 2, connect, reconnect_within=0)
 
 
 def test_a_host_goes_where_its_architecture_runs_natively_first(tmp_path):
