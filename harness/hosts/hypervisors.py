@@ -202,7 +202,9 @@ class HypervisorPool:
                 self._lose(spec.name, self._lost_file(spec.name).read_text().strip())
             if spec.name in self._unreachable:
                 continue
-            if spec.name in self._connected and self._connected[spec.name].answers():
+            if spec.name in self._connected:
+                if not self._connected[spec.name].answers():
+                    self.forget(spec.name, "its connection died, and it answered no new one")
                 continue
             try:
                 self._reconnect(spec)

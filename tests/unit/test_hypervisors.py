@@ -146,6 +146,16 @@ def test_a_hypervisor_whose_libvirtd_restarted_is_connected_again_not_lost(tmp_p
     assert not (tmp_path / "slots" / "local.lost").exists()
 
 
+def test_a_hypervisor_whose_connection_died_and_answers_no_new_one_is_lost_not_offered(tmp_path):
+    nodes = {"a": FakeNode("x86_64", ("x86_64",)), "b": FakeNode("x86_64", ("x86_64",))}
+    pool = pool_of(tmp_path, nodes, slots={"a": 1, "b": 1})
+    pool.place("h1", "x86_64").release()
+    nodes["a"].alive = False
+    nodes["a"] = None  # its libvirtd is gone: no new connection
+    assert [h.name for h in pool.hypervisors()] == ["b"]
+    assert (tmp_path / "slots" / "a.lost").exists()  # for every worker of the run
+
+
 def test_a_hypervisor_forgotten_by_a_host_is_kept_if_it_answers_a_new_connection(tmp_path):
     nodes = {"local": FakeNode("x86_64", ("x86_64",))}
     pool = pool_of(tmp_path, nodes)
