@@ -14,7 +14,8 @@ each pass continues its own reports with --resume. Every chunk's figures are app
 (default bench/matrix_time.json, kept in the repository: a machine, and its state directory, may not
 outlive the sitting), with the commit and the machine; --summary adds them up and names the hosts no
 chunk has run yet. A pass stopped before it ends (a chunk of emulated hosts can outlast a sitting
-on the machine) is continued by the same command: its sittings' wall times, each kept up to its
+on the machine, or one stopped with Ctrl-C: it recorded fewer cells than it selected) is continued
+by the same command: its sittings' wall times, each kept up to its
 last half minute, are added up and named in the record. Every cell's key has the harness's own
 digest in it, so harness/ must not change between a pass and the --reuse pass after it: each record
 keeps the digest its pass started with, a reuse pass after a change is refused, and a pass during
@@ -220,6 +221,10 @@ def chunk(args: argparse.Namespace) -> None:
     fig = figures(results, sum(s["seconds"] for s in sittings), set(args.hosts))
     if not fig["cells"]:
         raise SystemExit(f"matrix_time: the chunk recorded no cell:\n{tail}")
+    if fig["cells"] < expected:  # stopped midway (Ctrl-C, SIGTERM, -x): its sittings stay for the next one
+        alive(seconds)
+        raise SystemExit(f"matrix_time: the {args.pass_} pass stopped with {fig['cells']} of the {expected} cells recorded: "
+                         "continue it with the same command")
     note = args.note
     if missing := unrecorded(fig, expected):
         note += f"{'; ' if note else ''}{missing}"

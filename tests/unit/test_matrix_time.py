@@ -29,3 +29,28 @@ def test_the_summary_adds_up_chunks_and_shows_a_whole_matrix_pass_apart(tmp_path
     out = capsys.readouterr().out
     assert "total: 200 s (0.06 h), 6 cells (pass 6); every host of the matrix" in out, out
     assert "the whole matrix in one pass: 150 s (0.04 h), 6 cells (pass 6)" in out, out
+
+
+def test_a_pass_stopped_before_its_last_cell_is_not_recorded_and_is_continued_by_the_same_command(tmp_path):
+    """A run stopped midway (here by -x at the first failing cell; by Ctrl-C or SIGTERM in a sitting)
+    leaves its sittings for the same command to continue, and no record of a pass that did not end."""
+    import argparse
+    import json
+
+    import pytest
+
+    from bench.matrix_time import chunk, sittings_of
+
+    matrix = generate(tmp_path / "m", 1, 1, 20)  # scenario-009-fails, the tenth cell, fails
+    record = tmp_path / "record.json"
+    args = argparse.Namespace(matrix=str(matrix), record=str(record), state=str(tmp_path / "state"), pass_="cold", hosts=["host-000"],
+                              workers="1", note="", pytest_args=["-p", "bench.stub_provider", "-x"])
+    with pytest.raises(SystemExit, match="stopped with 10 of the 20 cells recorded: continue it with the same command"):
+        chunk(args)
+    assert not record.exists()
+    assert json.loads(sittings_of(tmp_path / "state", "cold").read_text())["hosts"] == ["host-000"]
+    args.pytest_args = ["-p", "bench.stub_provider"]
+    chunk(args)
+    done = json.loads(record.read_text())
+    assert len(done) == 1 and done[0]["cells"] == 20 and "in 2 sittings" in done[0]["note"]
+    assert not sittings_of(tmp_path / "state", "cold").exists()
