@@ -99,12 +99,12 @@ scenarios: [useradd, threads, locale]
 """
 
 
-def _crash_at_second_cell(progress: Path, directory: Path, finished: threading.Event) -> None:
-    """Crash the node (libvirtd, sshd and its guests' QEMUs killed) once the host's second cell began."""
+def _node_at_second_cell(action: str, progress: Path, directory: Path, finished: threading.Event) -> None:
+    """Do `action` to the node (loopback-node's: crash, restart-libvirtd) once the host's second cell began."""
     while not finished.wait(0.5):
         events = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
         if any(e["phase"] == "scenario" and e["step"] >= 2 for e in events):
-            subprocess.run([str(NODE_SCRIPT), "crash", str(directory)], check=True)
+            subprocess.run([str(NODE_SCRIPT), action, str(directory)], check=True)
             return
 
 
@@ -115,7 +115,7 @@ def test_a_host_whose_hypervisor_crashes_moves_and_its_cells_still_run(tmp_path)
     project_copy(tmp_path)
     write_matrix(tmp_path, LOSS_MATRIX.format(node=uri, image=BOOKWORM_IMAGE))
     finished = threading.Event()
-    crasher = threading.Thread(target=_crash_at_second_cell, args=(tmp_path / "reports" / "progress.jsonl", node_dir, finished))
+    crasher = threading.Thread(target=_node_at_second_cell, args=("crash", tmp_path / "reports" / "progress.jsonl", node_dir, finished))
     crasher.start()
     try:
         proc, reports = run_harness(tmp_path, f"loss-{os.getpid()}")
@@ -147,14 +147,6 @@ scenarios: [useradd, threads, locale]
 """
 
 
-def _restart_libvirtd_at_second_cell(progress: Path, directory: Path, finished: threading.Event) -> None:
-    while not finished.wait(0.5):
-        events = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
-        if any(e["phase"] == "scenario" and e["step"] >= 2 for e in events):
-            subprocess.run([str(NODE_SCRIPT), "restart-libvirtd", str(directory)], check=True)
-            return
-
-
 def test_a_host_whose_libvirtd_restarts_starts_again_there_and_its_cells_still_run(tmp_path):
     """The only hypervisor's libvirtd is killed and started again under a cell (a crash, or an
     upgrade's restart): the run's connection dies, a new one answers, so the host starts again on the
@@ -165,7 +157,7 @@ def test_a_host_whose_libvirtd_restarts_starts_again_there_and_its_cells_still_r
     project_copy(tmp_path)
     write_matrix(tmp_path, RESTART_MATRIX.format(node=uri, image=BOOKWORM_IMAGE))
     finished = threading.Event()
-    restarter = threading.Thread(target=_restart_libvirtd_at_second_cell, args=(tmp_path / "reports" / "progress.jsonl", node_dir, finished))
+    restarter = threading.Thread(target=_node_at_second_cell, args=("restart-libvirtd", tmp_path / "reports" / "progress.jsonl", node_dir, finished))
     restarter.start()
     try:
         proc, reports = run_harness(tmp_path, f"restart-{os.getpid()}")
