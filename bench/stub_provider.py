@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from harness.config.model import HostKind
-from harness.pytest_plugin import PARTS_KEY
+from harness.plugin.options import PARTS_KEY
 from harness.session import Parts
 from tests.stub_host import StubKind, stub_build
 

@@ -37,7 +37,7 @@ def run_registry(matrix: Matrix, cache_root: Path, pool: tuple[HypervisorSpec, .
 @dataclass(frozen=True)
 class Parts:
     """What hosts and images are made with. A pytest plugin may give others (bench/scale.py's stub
-    hosts) by setting pytest_plugin.PARTS_KEY in its pytest_configure."""
+    hosts) by setting harness.plugin.options.PARTS_KEY in its pytest_configure."""
 
     drivers: dict = field(default_factory=lambda: dict(DRIVERS))  # HostKind -> type[HostKindDriver]
     build_image: Callable = build_image  # as harness.images.build.build_image

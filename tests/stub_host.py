@@ -1,6 +1,6 @@
 """A stub host kind for tests and bench/scale.py: hosts that answer at once, with what a test
 scripts for each scenario, and image builds that build nothing. Given to a run through
-harness.session.Parts (in a pytest plugin: the PARTS_KEY stash key), never by monkeypatching."""
+harness.session.Parts (in a pytest plugin: harness.plugin.options.PARTS_KEY), never by monkeypatching."""
 
 from __future__ import annotations
 

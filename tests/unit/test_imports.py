@@ -33,6 +33,7 @@ LAYERS = [
     ("harness.session", 6),
     ("harness.reproduce", 6),
     ("harness.pytest_plugin", 6),
+    ("harness.plugin", 6),
     ("harness.cli", 7),
 ]
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness.config.model import HostKind
 from harness.hosts.provider import HostError
-from harness.pytest_plugin import PARTS_KEY
+from harness.plugin.options import PARTS_KEY
 from harness.session import Parts
 from tests.conftest import add_scenario, write_matrix
 from harness.results.model import ExecRecord

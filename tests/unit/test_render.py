@@ -115,15 +115,15 @@ def test_a_live_render_that_fails_warns_and_the_run_goes_on(tmp_path, monkeypatc
 
     import pytest
 
-    from harness import pytest_plugin
+    from harness.plugin import recorder as recorder_module
 
-    recorder = pytest_plugin.ResultsRecorder(types.SimpleNamespace(option=types.SimpleNamespace(reports=str(tmp_path))))
+    recorder = recorder_module.ResultsRecorder(types.SimpleNamespace(option=types.SimpleNamespace(reports=str(tmp_path))))
     recorder.results = results_with(CellResult("h1", "img-a", "useradd", "pass", 1))
 
     def broken(*_args, **_kwargs):
         raise ValueError("a template bug")
 
-    monkeypatch.setattr(pytest_plugin, "render_report", broken)
+    monkeypatch.setattr(recorder_module, "render_report", broken)
     with pytest.warns(UserWarning, match="not updated until the run ends: ValueError: a template bug"):
         recorder._render_live()
     recorder._render_live()  # not tried again: no second warning, no exception
