@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from harness.cache import BuildCache
-from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, ImageSpec, Matrix
+from harness.config.model import ARCHES, PROBE_IMAGE, DeliveryMethod, HostSpec, ImageSpec, Matrix
 from harness.context import RunContext
 from harness.hosts.fleet import os_problem
 from harness.config.registries import AuthFileError
@@ -138,6 +138,14 @@ class ImageSupply:
         """The build a host gets from an archive: its own architecture's, or the image's only one."""
         arches = self.arches_of(image_name)
         return host_arch if not arches or host_arch in arches else arches[0]
+
+    def buildable(self, host: HostSpec, image_name: str) -> None:
+        """Before a VM host is started for a cell: the image it will get is built (or taken from
+        the cache); SupplyError when it cannot be, so that no host boots for cells that cannot run
+        (a --reuse rerun retries such errors: it boots nothing for them). An image given by
+        reference is the host's pull to judge."""
+        if host.kind.is_vm and not self.matrix.image(image_name).reference:
+            self.image(image_name, self.arch_for(image_name, host.arch))
 
     def carry(self, host: Host) -> list[ImageBuild]:
         """The archives a starting host takes with it: none for a host that pulls (references

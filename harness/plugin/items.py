@@ -137,6 +137,7 @@ class CellItem(pytest.Item):
         started_at, start = now(), time.monotonic()
         while True:
             try:
+                session.supply.buildable(self.matrix.host(host_name), image)
                 self.host = session.fleet.host(host_name)
                 self.delivery = session.supply.deliver(self.host, image)
                 problem = "" if self.delivery.ok else delivery_problem(self.delivery, host_name)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,21 @@ def test_reuse_boots_no_vm_when_nothing_changed(run):
     assert console.stat().st_mtime_ns == before, "a host was booted (its console log was copied again)"
     cells = json.loads((reports / "results.json").read_text())["cells"]
     assert all(c["message"].startswith("reused from the result cache") for c in cells.values())
+
+
+def test_no_host_boots_for_cells_whose_image_cannot_be_built(tmp_path):
+    """The host's only image fails to build (a package no archive has): its cells are errors naming
+    the build, and libvirt never started the host's domain (QEMU's log of it, which libvirt writes
+    at every start of a domain, does not exist)."""
+    project_copy(tmp_path)
+    bad = BOOKWORM_IMAGE.replace("debian-bookworm", "broken").replace("[passwd]", "[no-such-package-xyz]")
+    run_id = f"unbuilt-{os.getpid()}"
+    write_matrix(tmp_path, MATRIX.split("images:")[0] + f"images:{bad}scenarios: [useradd, exits-3]\n")
+    add_scenario(tmp_path / "scenarios", "exits-3", "#!/bin/sh\nexit 3\n")
+    proc, reports = run_harness(tmp_path, run_id)
+    assert proc.returncode == 1 and "2 errors" in proc.stdout
+    cells = json.loads((reports / "results.json").read_text())["cells"]
+    assert {c["outcome"] for c in cells.values()} == {"error"}
+    assert all(c["message"].startswith("image broken for amd64: mmdebstrap failed") for c in cells.values()), cells
+    started = list(Path("/var/log/libvirt/qemu").glob(f"harness-{run_id}-*.log"))
+    assert started == [], f"the host was booted for cells that could not run: {started}"

@@ -10,6 +10,7 @@ import pytest
 
 from harness.config.model import HostKind
 from harness.hosts.provider import HostError
+from harness.mmdebstrap import BuildError
 from harness.plugin.options import PARTS_KEY
 from harness.session import Parts
 from tests.conftest import add_scenario, write_matrix
@@ -122,6 +123,29 @@ def test_reuse_takes_unchanged_cells_from_the_cache_and_starts_no_host(pytester,
     assert again["deliveries"]["h2/img"]["reused"] == f"not delivered by this run: the cells were reused from the result cache (delivered for the cell judged at {judged_at})"
     page = (tmp_path / "second" / "matrix.html").read_text()
     assert "not booted by this run" in page and "ready in" not in page and "not delivered by this run" in page
+
+
+
+def test_no_host_is_booted_for_cells_whose_image_cannot_be_built(pytester, matrix, tmp_path):
+    """An image that fails to build for a host's architecture (a mirror's 404) makes its cells there
+    errors without starting the host: a run (or a --reuse rerun retrying those errors) whose
+    selected cells all need it boots nothing."""
+    def failing_build(spec, arch, *args, **kwargs):
+        if spec.name == "img":
+            raise BuildError(f"image {spec.name} for {arch}: mmdebstrap failed (exit 25)")
+        return stub_build(spec, arch, *args, **kwargs)  # the harness's own probe image
+
+    class FailingBuilds(Stubs):
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_configure(self, config: pytest.Config) -> None:
+            config.stash[PARTS_KEY] = Parts(drivers={HostKind.VM: StubKind}, build_image=failing_build)
+
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess(str(matrix), f"--reports={reports}", f"--cache-dir={matrix.parent / 'cache'}", "--progress=quiet", "-p", "no:cacheprovider", plugins=[FailingBuilds()])
+    result.assert_outcomes(errors=4)
+    assert StubKind.hosts == []
+    cells = json.loads((reports / "results.json").read_text())["cells"]
+    assert {c["outcome"] for c in cells.values()} == {"error"} and all("mmdebstrap failed (exit 25)" in c["message"] for c in cells.values())
 
 
 JUNIT_MATRIX = """
