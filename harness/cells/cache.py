@@ -7,7 +7,7 @@ registry serves for the host's platform now), every file of the scenario and its
 matrix's retries, and a digest of the harness's own source, so that a change in how cells are run
 or judged invalidates every verdict. `harness run --reuse` takes unchanged cells from here, so a run
 in which nothing changed boots no VM at all. Errors and engine errors are never cached (they said
-nothing about the image); the verdict is stored as judged, before known issues, which are applied on reuse, so
+nothing about the image), but for a delivery the host's engine refused as not portable; the verdict is stored as judged, before known issues, which are applied on reuse, so
 editing that list needs no re-run.
 """
 
@@ -98,7 +98,10 @@ class ResultCache:
             return None  # absent, or written by another version of the harness: run the cell
 
     def put(self, key: str, cell: CellResult, host: HostRecord, delivery: DeliveryRecord | None) -> None:
-        if cell.outcome.infrastructure:  # the host's, the engine's or the harness's trouble: run it again
+        # The host's, the engine's or the harness's trouble is run again; an image the host's engine
+        # refused as not portable to it (no build for its platform) is the image's, and as lasting
+        # as a verdict: the key holds what the host was offered.
+        if cell.outcome.infrastructure and not (delivery is not None and delivery.not_portable):
             return
         data = {"cell": asdict(cell), "host": asdict(host), "delivery": asdict(delivery) if delivery else None}
         write_atomically(self.dir / f"{key}.json", json.dumps(data))

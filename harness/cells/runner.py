@@ -60,6 +60,12 @@ class CellRunner:
             self.cache.put(settings.cache_key, judged, host.record, delivery)
         return apply_known_issues(judged, settings.known_issues)
 
+    def not_portable(self, result: CellResult, host: HostRecord, delivery: DeliveryRecord, settings: CellSettings) -> None:
+        """A cell whose image the host's engine refused as not portable to it: kept for --reuse
+        like a verdict, so that a rerun boots no host to be refused again."""
+        if self.cache is not None and settings.cache_key:
+            self.cache.put(settings.cache_key, result, host, delivery)
+
     def reused(self, host: str, image: str, scenario: str, settings: CellSettings) -> tuple[CellResult, HostRecord, DeliveryRecord | None] | None:
         """The cell's cached verdict (with its host's and delivery's records) when nothing that
         could change it changed; recorded under the cell that asked, known issues applied now."""

@@ -153,6 +153,9 @@ class CellItem(pytest.Item):
                 break
         if problem:
             self.result = error_result(host_name, image, scenario, problem, started_at, time.monotonic() - start)
+            if self.delivery is not None and self.delivery.not_portable:
+                # Keyed now that the image the host was offered is built.
+                session.runner.not_portable(self.result, self.host.record, self.delivery, session.settings(*self.cell))
             self._record(session, self.result)
             raise CellFailed(self.result)
 

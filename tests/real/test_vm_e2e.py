@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import default_root
-from harness.registry.server import registry_root
+from harness.cache import BuildCache, default_root
+from harness.config.model import PROBE_IMAGE
+from harness.images.build import build_image
+from harness.registry.push import RegistryClient
+from harness.registry.server import RegistryServer, registry_root
 from tests.conftest import BOOKWORM_IMAGE, add_scenario, free_port, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
@@ -200,3 +203,33 @@ def test_no_host_boots_for_cells_whose_image_cannot_be_built(tmp_path):
     assert all(c["message"].startswith("image broken for amd64: mmdebstrap failed") for c in cells.values()), cells
     started = list(Path("/var/log/libvirt/qemu").glob(f"harness-{run_id}-*.log"))
     assert started == [], f"the host was booted for cells that could not run: {started}"
+
+
+def test_a_not_portable_image_is_reused_without_booting_its_host(tmp_path):
+    """An image whose index has no build for the host's platform (arm64 only, for an amd64 host): the
+    host's podman refuses it, the cell is an error saying it is not portable and the pair is
+    not-portable; a --reuse rerun takes that from the result cache, and libvirt never starts the host."""
+    port = free_port()
+    server = RegistryServer(registry_root(default_root(), port), f"127.0.0.1:{port}")
+    client = RegistryClient(server.start())
+    try:
+        probe, _ = build_image(PROBE_IMAGE, "arm64", "http://deb.debian.org/debian", BuildCache(default_root(), "images"))
+        client.push_index("vendor/arm-only", "1", [client.push_archive("vendor/arm-only", probe.archive, "arm64")])
+        project_copy(tmp_path)
+        image = f'\n  - {{name: arm-only, reference: "127.0.0.1:{port}/vendor/arm-only:1", tls_verify: false, release: bookworm}}\n'
+        write_matrix(tmp_path, MATRIX.replace(f"registry_port: {PORT}", f"registry_port: {port}").split("images:")[0] + f"images:{image}scenarios: [useradd]\n")
+        first, reports = run_harness(tmp_path, f"refused-{os.getpid()}")
+        data = json.loads((reports / "results.json").read_text())
+        cell = data["cells"]["bookworm-amd64/arm-only/useradd"]
+        assert cell["outcome"] == "error" and "not portable to bookworm-amd64" in cell["message"], cell
+        assert data["pairs"]["bookworm-amd64/arm-only"]["klass"] == "not-portable"
+        assert "no image found in image index for architecture amd64" in data["deliveries"]["bookworm-amd64/arm-only"]["output"]  # podman's own words
+        again, reports = run_harness(tmp_path, f"refused-again-{os.getpid()}", "--reuse")
+    finally:
+        server.stop()
+    data = json.loads((reports / "results.json").read_text())
+    cell = data["cells"]["bookworm-amd64/arm-only/useradd"]
+    assert cell["message"].startswith("reused from the result cache") and "not portable" in cell["message"], cell
+    assert data["pairs"]["bookworm-amd64/arm-only"]["klass"] == "not-portable"
+    started = list(Path("/var/log/libvirt/qemu").glob(f"harness-refused-again-{os.getpid()}-*.log"))
+    assert started == [], f"the host was booted to be refused again: {started}"

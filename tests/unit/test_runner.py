@@ -120,6 +120,24 @@ def test_the_cache_keeps_the_judged_verdict_and_reuse_applies_known_issues_under
     assert runner.reused("h1", "img", "s", CellSettings(cache_key="k2")) is None  # errors are never kept
 
 
+
+def test_a_not_portable_image_is_kept_like_a_verdict_and_other_errors_are_not(tmp_path):
+    """The host's engine refused the image as not portable to it: that says something lasting of
+    the image, so a --reuse rerun takes it instead of booting the host to be refused again."""
+    from harness.cells.verdict import error_result
+
+    runner = CellRunner(ResultCache(tmp_path))
+    host = StubHost(SPEC).record
+    refused = dataclasses.replace(DELIVERY, ok=False, not_portable="the registry has no manifest for linux/amd64")
+    cell = error_result("h1", "img", "s", "image img is not portable to h1: the registry has no manifest for linux/amd64", "2026-12-05T21:00:00+00:00", 1.0)
+    runner.not_portable(cell, host, refused, CellSettings(cache_key="refused"))
+    kept, _, delivery = runner.reused("h1", "img", "s", CellSettings(cache_key="refused"))
+    assert kept.outcome == Outcome.ERROR and kept.message.startswith("reused from the result cache") and "not portable to h1" in kept.message
+    assert delivery.not_portable == "the registry has no manifest for linux/amd64"
+    timed_out = dataclasses.replace(DELIVERY, ok=False, output="dial tcp 10.0.2.2:8008: i/o timeout")
+    runner.not_portable(cell, host, timed_out, CellSettings(cache_key="network"))  # not the image's: run again
+    assert runner.reused("h1", "img", "s", CellSettings(cache_key="network")) is None
+
 def test_huge_output_is_clipped_with_a_note():
     clipped = clip("x" * (MAX_OUTPUT * 3))
     assert len(clipped) < MAX_OUTPUT + 200 and "characters cut by the harness" in clipped
