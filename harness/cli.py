@@ -82,7 +82,9 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "ignore::pytest.PytestAssertRewriteWarning",
         *(["--harness-debug", "--tb=long"] if args.debug else ["--tb=short"]),
         *(["--progress=quiet", "-q"] if args.quiet else []),
-        *(["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []),
+        # A host per worker, in collection order (slowest first): loadscope's default reorder by
+        # cells per host would put a slow host with few cells left (a --resume, a -k) last.
+        *(["-n", str(workers), "--dist", "loadscope", "--no-loadscope-reorder"] if workers > 1 else []),
         # Live progress is printed while pytest captures fd 1 around each cell: give it the terminal.
         f"--progress-fd={os.dup(1)}",
         *pytest_args,
