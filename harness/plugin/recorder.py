@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 import warnings
 from dataclasses import replace
@@ -66,6 +67,7 @@ class ResultsRecorder:
         # A cell's properties accumulate on its item and ride on each of its reports (setup, call,
         # teardown): per node ID, how many were recorded already.
         self.properties_seen: dict[str, int] = {}
+        self.workers: list[int] = []  # the xdist workers' pids, which a SIGTERM is passed on to
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
@@ -79,6 +81,7 @@ class ResultsRecorder:
             self.matrix = load_matrix(matrices[0])
         except MatrixError:
             return  # collection reports it
+        signal.signal(signal.SIGTERM, self._terminate)
         self._clean_leftovers()
         self.results = RunResults(
             run_id=self.config.option.run_id,
@@ -110,6 +113,27 @@ class ResultsRecorder:
         self.writer.save()
         self._start_registry()
         self._start_progress()
+
+    def _terminate(self, signum: int, _frame) -> None:
+        """SIGTERM (CI cancelling a job, `kill`) stops the run as Ctrl-C does: every host torn down,
+        the results kept. Without workers this process unwinds at once. With them, each worker is
+        told and unwinds its own cells and hosts however long that takes, and xdist ends the run
+        once they are done: had this process ended first, each worker would have been killed 15 s
+        later (execnet), in the middle of stopping its VMs, and left them running."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is None or not self.workers:
+            raise KeyboardInterrupt(f"signal {signum}")
+        dsession.shouldstop = f"interrupted by signal {signum}"  # no more hosts handed out, no worker replaced
+        for pid in self.workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass  # already ended
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_newgateway(self, gateway) -> None:
+        """A worker's pid, asked as xdist's own terminal report asks its platform, before it runs."""
+        self.workers.append(gateway.remote_exec("import os; channel.send(os.getpid())").receive(30))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:

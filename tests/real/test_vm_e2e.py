@@ -17,6 +17,7 @@ from harness.config.model import PROBE_IMAGE
 from harness.images.build import build_image
 from harness.registry.push import RegistryClient
 from harness.registry.server import RegistryServer, registry_root
+from harness.results import store
 from tests.conftest import BOOKWORM_IMAGE, add_scenario, free_port, project_copy, run_harness, write_matrix
 
 pytestmark = pytest.mark.vm
@@ -233,3 +234,51 @@ def test_a_not_portable_image_is_reused_without_booting_its_host(tmp_path):
     assert data["pairs"]["bookworm-amd64/arm-only"]["klass"] == "not-portable"
     started = list(Path("/var/log/libvirt/qemu").glob(f"harness-refused-again-{os.getpid()}-*.log"))
     assert started == [], f"the host was booted to be refused again: {started}"
+
+
+def test_sigterm_to_a_run_with_workers_leaves_no_vm_running(tmp_path):
+    """CI cancelling a job: SIGTERM to `harness run` while two workers each have a VM host in a
+    cell. Every VM of the run is gone afterwards (libvirt lists none), and the cells finished before
+    are kept."""
+    import signal
+    import time
+
+    import libvirt
+
+    project_copy(tmp_path)
+    add_scenario(tmp_path / "scenarios", "hangs", "#!/bin/sh\nsleep infinity\n", "purpose: hangs\ndimension: engine\ntimeout: 300\n")
+    hosts = MATRIX.split("hosts:")[1].split("images:")[0]
+    second = hosts.replace("name: bookworm-amd64", "name: bookworm-amd64-again")  # the same build, a second VM
+    write_matrix(tmp_path, MATRIX.split("hosts:")[0] + f"hosts:{hosts}{second}images:{BOOKWORM_IMAGE}scenarios: [useradd, hangs]\n")
+    run_id = f"sigterm-{os.getpid()}"
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(tmp_path / "matrix.yaml"), "--reports", str(reports), f"--run-id={run_id}",
+         "--workers", "2", "--no-blame", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+    def domains() -> list[str]:
+        conn = libvirt.open("qemu:///system")
+        try:
+            return [d.name() for d in conn.listAllDomains() if d.name().startswith(f"harness-{run_id}-") and d.isActive()]
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 900
+        while not (reports / "results.json").exists() or len(store.load(reports / "results.json").cells) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before both useradd cells"
+            time.sleep(1)
+        time.sleep(5)  # both hosts are in their hanging cell
+        assert len(domains()) == 2
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    left = domains()
+    assert left == [], f"VMs left running after SIGTERM: {left}\n{out[-3000:]}"
+    cells = store.load(reports / "results.json").cells
+    assert {k: c.outcome for k, c in cells.items()} == {"bookworm-amd64/debian-bookworm/useradd": "pass", "bookworm-amd64-again/debian-bookworm/useradd": "pass"}
+    assert proc.returncode != 0 and "Traceback" not in out, out[-3000:]
