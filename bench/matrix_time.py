@@ -198,7 +198,7 @@ def chunk(args: argparse.Namespace) -> None:
         raise SystemExit(f"matrix_time: {', '.join(again)} already ran in {state}: a cold pass of them would not be cold")
     if args.pass_ != "cold" and (missing := sorted(set(args.hosts) - ran_in(state, "cold"))):
         raise SystemExit(f"matrix_time: {', '.join(missing)} had no cold pass in {state} yet: run --pass cold first")
-    earlier = [c for c in chunks if set(c["hosts"]) == set(args.hosts) and c.get("harness")]
+    earlier = [c for c in chunks if set(asked(c)) == set(args.hosts) and c.get("harness")]
     if args.pass_ == "reuse" and earlier and earlier[-1]["harness"] != harness_tree():
         raise SystemExit(f"matrix_time: harness/ changed since the {earlier[-1]['pass']} pass of these hosts "
                          f"({earlier[-1]['harness']}, now {harness_tree()}): every cell's key has the harness's digest in it, "
@@ -234,11 +234,17 @@ def chunk(args: argparse.Namespace) -> None:
         print(f"matrix_time: harness/ changed while this pass ran ({tree} -> {harness_tree()}): a --reuse pass after it would reuse none of its cells", file=sys.stderr)
     if len(sittings) > 1:
         note += f"{'; ' if note else ''}in {len(sittings)} sittings (stopped and continued with --resume: " + ", ".join(f"{s['seconds']:.0f} s from {s['started']}" for s in sittings) + ")"
-    chunks.append({"pass": args.pass_, "hosts": args.hosts, "started": sittings[0]["started"], "workers": args.workers,
+    chunks.append({"pass": args.pass_, "chunk": args.hosts, "started": sittings[0]["started"], "workers": args.workers,
                    "commit": sittings[0]["commit"], "harness": tree, "machine": machine(), "note": note, **fig})
     log.write_text(json.dumps(chunks, indent=1) + "\n")
     sittings_file.unlink()
     show(f"{args.pass_} pass of {', '.join(args.hosts)} with --workers {args.workers}", fig)
+
+
+def asked(chunk: dict) -> list[str]:
+    """The hosts a chunk was run for; its "hosts" are those that ran a cell (a -k may leave one out).
+    Records before 2026-12-05 22:20 kept only the latter."""
+    return chunk.get("chunk", chunk["hosts"])
 
 
 def utilisation(chunk: dict) -> float:
@@ -271,7 +277,7 @@ def summary(args: argparse.Namespace) -> None:
         for c in mine:
             print(f"  {c['started']}  {c['wall_seconds']:6.0f} s  {c['cells']:5} cells  utilisation "
                   f"{utilisation(c):.2f}  {' '.join(c['hosts'])}" + (f"  ({c['note']})" if c.get("note") else ""))
-        whole_matrix = [c for c in mine if set(c["hosts"]) == set(every)]
+        whole_matrix = [c for c in mine if set(asked(c)) == set(every)]
         parts = [c for c in mine if c not in whole_matrix]
         if parts:
             left = [h for h in every if not any(h in c["hosts"] for c in parts)]

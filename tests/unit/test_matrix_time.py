@@ -31,6 +31,24 @@ def test_the_summary_adds_up_chunks_and_shows_a_whole_matrix_pass_apart(tmp_path
     assert "the whole matrix in one pass: 150 s (0.04 h), 6 cells (pass 6)" in out, out
 
 
+def test_a_whole_matrix_pass_whose_slice_left_a_host_out_is_still_the_whole_matrix(tmp_path, capsys):
+    """A reuse pass of every host with -k leaving out one host's cells (all errors) ran on the
+    others only: it is the whole matrix's pass all the same, not a chunk added to the chunks'."""
+    import argparse
+    import json
+
+    from bench.matrix_time import summary
+
+    matrix = generate(tmp_path / "m", 2, 1, 3)
+    record = tmp_path / "record.json"
+    chunk = {"pass": "reuse", "started": "t", "wall_seconds": 4.0, "cells": 3, "outcomes": {"pass": 3}, "busy_seconds": 0, "cores": 2}
+    record.write_text(json.dumps([{**chunk, "hosts": ["host-000"]}, {**chunk, "chunk": ["host-000", "host-001"], "hosts": {"host-000": {}}, "wall_seconds": 7.0}]))
+    summary(argparse.Namespace(matrix=str(matrix), record=str(record)))
+    out = capsys.readouterr().out
+    assert "total: 4 s (0.00 h), 3 cells (pass 3); not run yet: host-001" in out, out
+    assert "the whole matrix in one pass: 7 s (0.00 h), 3 cells (pass 3)" in out, out
+
+
 def test_a_pass_stopped_before_its_last_cell_is_not_recorded_and_is_continued_by_the_same_command(tmp_path):
     """A run stopped midway (here by -x at the first failing cell; by Ctrl-C or SIGTERM in a sitting)
     leaves its sittings for the same command to continue, and no record of a pass that did not end."""
