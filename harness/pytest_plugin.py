@@ -20,7 +20,7 @@ from harness.config.model import Matrix
 from harness.hosts.fleet import planned_record
 from harness.plugin import options
 from harness.plugin.items import CellItem, MatrixFile
-from harness.plugin.options import COVER_KEY, MATRIX_KEY, SELECTED_KEY, SESSION_KEY
+from harness.plugin.options import COVER_KEY, MATRIX_KEY, RUN_ID_INPUT, SELECTED_KEY, SESSION_KEY
 from harness.plugin.recorder import ResultsRecorder
 from harness.results.model import ImageRecord
 from harness.supportability import is_supported
@@ -35,7 +35,9 @@ def _is_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.option.run_id is None:
+    if not _is_controller(config):
+        config.option.run_id = config.workerinput[RUN_ID_INPUT]
+    elif config.option.run_id is None:
         config.option.run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     if _is_controller(config):
         config.pluginmanager.register(ResultsRecorder(config), "harness-results")

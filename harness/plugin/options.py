@@ -25,6 +25,9 @@ MATRIX_KEY = pytest.StashKey[Matrix]()
 # The run's registry, started by the controller and handed to xdist workers in their workerinput.
 REGISTRY_KEY = pytest.StashKey[str]()
 REGISTRY_INPUT = "harness_registry"
+# The run's id, made by the controller and handed to each xdist worker: the workers do not get the
+# controller's options as it set them in pytest_configure, and one made by each would be its own.
+RUN_ID_INPUT = "harness_run_id"
 # What hosts and images are made with (session.Parts); a plugin may set it in pytest_configure.
 PARTS_KEY = pytest.StashKey[Parts]()
 COVER_KEY = pytest.StashKey[str]()

@@ -28,7 +28,7 @@ from harness.hosts.provider import HostError
 from harness.plugin import options
 from harness.plugin.items import CellItem
 from harness.plugin.options import (
-    COVER_PROPERTY, DELIVERY_PROPERTY, HOST_PROPERTY, IMAGE_PROPERTY, PROGRESS_FILE, REGISTRY_INPUT, REGISTRY_KEY,
+    COVER_PROPERTY, DELIVERY_PROPERTY, HOST_PROPERTY, IMAGE_PROPERTY, PROGRESS_FILE, REGISTRY_INPUT, REGISTRY_KEY, RUN_ID_INPUT,
     VERDICT_PROPERTY,
 )
 from harness.progress import ProgressPrinter
@@ -137,7 +137,8 @@ class ResultsRecorder:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
-        """Each xdist worker learns where the run's registry is (started before any worker)."""
+        """Each xdist worker learns the run's id and where its registry is (started before any worker)."""
+        node.workerinput[RUN_ID_INPUT] = self.config.option.run_id
         if REGISTRY_KEY in self.config.stash:
             node.workerinput[REGISTRY_INPUT] = self.config.stash[REGISTRY_KEY]
 
